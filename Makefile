@@ -1,0 +1,51 @@
+# kubealias — the two commands for a fresh machine are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-unit lint bench deps venv clean
+
+demo: $(STAMP)
+	$(VENV)/bin/kubealias demo
+
+test: $(STAMP) deps lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check kubealias tests integrations bench examples
+	$(VENV)/bin/ruff format --check kubealias tests integrations bench examples
+	$(VENV)/bin/mypy
+
+bench: $(STAMP) deps
+	$(PY) -m bench $(BENCH_ARGS)
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[all,test]'
+	touch $(STAMP)
+
+# The real servers of the end-to-end tests (DESIGN.md, "Test environment"). Installed only when
+# missing, and only where we may (root, or passwordless sudo).
+DEB_PACKAGES := bind9 bind9-dnsutils nginx-light iproute2
+deps:
+	@missing=""; \
+	command -v named    >/dev/null 2>&1 || [ -x /usr/sbin/named ] || missing="$$missing bind9"; \
+	command -v nsupdate >/dev/null 2>&1 || missing="$$missing bind9-dnsutils"; \
+	command -v nginx    >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	command -v ip       >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing="$$missing iproute2"; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo -n"; \
+	  echo "installing Debian packages:$$missing"; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
