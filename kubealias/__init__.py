@@ -1,18 +1,39 @@
 """kubealias: keep Kubernetes service names for ExternalName aliases while TLS verifies.
 
-See README.md. The public names are re-exported here from private modules.
+    >>> import kubealias
+    >>> r = kubealias.resolve("database")        # doctest: +SKIP
+    >>> r.tls_name, r.addresses                   # doctest: +SKIP
+    ('mydb.abc123.us-east-1.rds.amazonaws.com', ('54.23.100.55',))
+
+The public names are re-exported here from private modules; see README.md.
 """
 
 from __future__ import annotations
 
+from ._config import Config
 from ._errors import ChainError, ConfigError, KubeAliasError, PolicyError, ResolutionError
 from ._models import Resolution
+from ._resolver import (
+    Resolver,
+    aresolve,
+    get_default_resolver,
+    resolve,
+    set_default_resolver,
+)
+
+__version__ = "0.1.0"
 
 __all__ = [
     "ChainError",
+    "Config",
     "ConfigError",
     "KubeAliasError",
     "PolicyError",
     "Resolution",
     "ResolutionError",
+    "Resolver",
+    "aresolve",
+    "get_default_resolver",
+    "resolve",
+    "set_default_resolver",
 ]

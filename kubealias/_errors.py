@@ -8,7 +8,7 @@ errors handles these too::
           ├── ConfigError        a KUBEALIAS_* variable, keyword or resolv.conf value is malformed
           ├── ResolutionError    the name could not be resolved (timeout, server failure, ...)
           │    └── ChainError    the CNAME chain is unusable (loop, too long, invalid target)
-          └── PolicyError        the TLS name is not allowed (KUBEALIAS_ALLOWED_TARGETS, KUBEALIAS_STRICT)
+          └── PolicyError        the TLS name is refused (ALLOWED_TARGETS, STRICT)
 
 Every message names the input, the chain seen so far and the reason. No message ever
 contains a password: kubealias errors are built from host names only.

@@ -1,0 +1,258 @@
+"""Decide, without I/O, which query comes next and what a response means.
+
+:func:`lookup` is a generator that yields batches of questions and receives, for each
+question, the DNS response or the exception the transport raised. The sync and the async
+resolver only run this loop with their own I/O, so both share one set of rules, and every rule
+is tested here with canned responses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+
+from ._errors import ChainError
+from ._names import in_domain, is_ip_literal, is_valid_hostname
+
+__all__ = ["MAX_CHAIN", "Outcome", "Question", "choose_tls_name", "lookup", "read_response"]
+
+#: Most CNAME hops followed for one name (the chain then has at most MAX_CHAIN + 1 names).
+MAX_CHAIN = 8
+
+FAMILIES = (dns.rdatatype.A, dns.rdatatype.AAAA)
+
+Question = tuple[str, dns.rdatatype.RdataType]
+Reply = dns.message.Message | BaseException
+
+
+@dataclass
+class Family:
+    """What one address family's queries have established so far."""
+
+    rdtype: dns.rdatatype.RdataType
+    chain: list[str]
+    ttls: list[int] = field(default_factory=list)
+    addresses: list[str] = field(default_factory=list)
+    status: str = "pending"  # pending | answer | nxdomain | nodata | servfail | failure
+    detail: str = ""
+    negative_ttl: int | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of a lookup: an answer, "no such service", or a failure."""
+
+    kind: str  # "answer" | "notfound" | "failure"
+    fqdn: str = ""
+    chain: tuple[str, ...] = ()
+    chain_ttls: tuple[int, ...] = ()
+    addresses: tuple[str, ...] = ()
+    ttl: int = 0
+    detail: str = ""
+    tried: tuple[tuple[str, str], ...] = ()
+
+
+def _text(name: dns.name.Name) -> str:
+    return name.to_text(omit_final_dot=True).lower()
+
+
+def _soa_minimum(response: dns.message.Message) -> int | None:
+    """RFC 2308 §5: the negative TTL is min(SOA TTL, SOA MINIMUM)."""
+    for rrset in response.authority:
+        if rrset.rdtype == dns.rdatatype.SOA and len(rrset):
+            return int(min(rrset.ttl, rrset[0].minimum))
+    return None
+
+
+def read_response(family: Family, response: dns.message.Message) -> str | None:
+    """Fold one response into ``family``; return the name to query next, if the chain goes on.
+
+    Follows the CNAMEs inside the answer from the last name of ``family.chain``; records whose
+    owner is not on the chain are ignored. Each CNAME target is validated.
+
+    Raises:
+        ChainError: a loop, more than :data:`MAX_CHAIN` hops, or an invalid target.
+    """
+    rcode = response.rcode()
+    if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+        family.status = "servfail" if rcode == dns.rcode.SERVFAIL else "failure"
+        family.detail = dns.rcode.to_text(rcode)
+        return None
+    # Index the answer by owner; anything not reached from the chain is never looked at.
+    cnames: dict[str, tuple[dns.rrset.RRset, int]] = {}
+    addresses: dict[str, tuple[list[str], int]] = {}
+    for rrset in response.answer:
+        owner = _text(rrset.name)
+        if rrset.rdtype == dns.rdatatype.CNAME and len(rrset):
+            cnames.setdefault(owner, (rrset, int(rrset.ttl)))
+        elif rrset.rdtype == family.rdtype:
+            addresses.setdefault(owner, ([rdata.address for rdata in rrset], int(rrset.ttl)))
+    start = len(family.chain)
+    current = family.chain[-1]
+    while current in cnames:
+        rrset, ttl = cnames[current]
+        if len(rrset) > 1:
+            raise ChainError(f"{current} has {len(rrset)} CNAME records", chain=family.chain)
+        target = _target_text(family, current, rrset[0].target)
+        family.ttls.append(ttl)
+        _extend(family, target)
+        current = target
+    if current in addresses:
+        family.addresses, ttl = addresses[current]
+        family.ttls.append(ttl)
+        family.status = "answer"
+        return None
+    if rcode == dns.rcode.NXDOMAIN:
+        family.status = "nxdomain"
+        family.negative_ttl = _soa_minimum(response)
+        return None
+    if len(family.chain) > start and _soa_minimum(response) is None:
+        # The answer stops at a CNAME whose target the server did not chase (an authoritative
+        # server that does not leave its zone): ask for the target.
+        return current
+    family.status = "nodata"
+    family.negative_ttl = _soa_minimum(response)
+    return None
+
+
+def _target_text(family: Family, owner: str, target: dns.name.Name) -> str:
+    text = target.to_text(omit_final_dot=True)
+    if is_ip_literal(text) or not is_valid_hostname(text):
+        reason = "an IP address literal" if is_ip_literal(text) else "not a valid host name"
+        raise ChainError(
+            f"CNAME of {owner} points to {text[:80]!r}, {reason}",
+            chain=family.chain,
+        )
+    return text.lower()
+
+
+def _extend(family: Family, target: str) -> None:
+    if target in family.chain:
+        raise ChainError(
+            f"CNAME loop: {target} is already on the chain", chain=[*family.chain, target]
+        )
+    if len(family.chain) > MAX_CHAIN:
+        raise ChainError(f"CNAME chain longer than {MAX_CHAIN} hops", chain=[*family.chain, target])
+    family.chain.append(target)
+
+
+def _transport_failure(family: Family, error: BaseException) -> None:
+    family.status = "failure"
+    family.detail = _describe(error)
+
+
+def _describe(error: BaseException) -> str:
+    name = type(error).__name__
+    if name == "Timeout" or isinstance(error, TimeoutError):
+        return "timed out"
+    text = str(error).strip()
+    return f"{name}: {text}" if text else name
+
+
+def lookup(candidates: Sequence[str]) -> Generator[list[Question], list[Reply], Outcome]:
+    """Walk ``candidates`` in order, as glibc's ``res_search`` does, and follow each chain.
+
+    Moves on after NXDOMAIN and NODATA (and SERVFAIL, as glibc does); stops at the first
+    candidate that has addresses, and at a timeout, REFUSED or network error (a failure).
+
+    Yields:
+        Batches of (name, rdtype) questions.
+
+    Receives:
+        For each question of the batch, the response or the exception raised sending it.
+
+    Returns:
+        The :class:`Outcome`.
+
+    Raises:
+        ChainError: from :func:`read_response`.
+    """
+    tried: list[tuple[str, str]] = []
+    negative_ttls: list[int] = []
+    servfail = ""
+    for candidate in candidates:
+        families = [Family(rdtype, [candidate]) for rdtype in FAMILIES]
+        pending: dict[int, str] = {i: candidate for i in range(len(families))}
+        while pending:
+            order = sorted(pending)
+            replies = yield [(pending[i], families[i].rdtype) for i in order]
+            pending = {}
+            for i, reply in zip(order, replies, strict=True):
+                if isinstance(reply, BaseException):
+                    _transport_failure(families[i], reply)
+                    continue
+                follow = read_response(families[i], reply)
+                if follow is not None:
+                    pending[i] = follow
+        status = {f.status for f in families}
+        answered = [f for f in families if f.status == "answer"]
+        if answered:
+            tried.append((candidate, "answer"))
+            return _answer(candidate, answered, tuple(tried))
+        if "failure" in status:
+            detail = next(f.detail for f in families if f.status == "failure")
+            tried.append((candidate, detail))
+            return Outcome("failure", detail=detail, tried=tuple(tried), chain=_longest(families))
+        if "servfail" in status:
+            servfail = "SERVFAIL"
+            tried.append((candidate, "SERVFAIL"))
+            continue
+        word = "NXDOMAIN" if status == {"nxdomain"} else "NODATA"
+        if len(families[0].chain) > 1:
+            word += f" at {families[0].chain[-1]}"
+        tried.append((candidate, word))
+        negative_ttls.extend(f.negative_ttl for f in families if f.negative_ttl is not None)
+    if servfail:
+        return Outcome("failure", detail="server failure (SERVFAIL)", tried=tuple(tried))
+    return Outcome("notfound", ttl=min(negative_ttls, default=0), tried=tuple(tried))
+
+
+def _longest(families: Sequence[Family]) -> tuple[str, ...]:
+    longest: list[str] = []
+    for family in families:
+        if len(family.chain) > len(longest):
+            longest = family.chain
+    return tuple(longest)
+
+
+def _answer(candidate: str, answered: list[Family], tried: tuple[tuple[str, str], ...]) -> Outcome:
+    main = answered[0]
+    addresses = list(main.addresses)
+    ttls = list(main.ttls)
+    for other in answered[1:]:
+        # Both families normally see the same chain; if a zone changed between the two
+        # queries, keep the first family's view whole rather than mixing two destinations.
+        if other.chain == main.chain:
+            addresses.extend(other.addresses)
+            ttls.extend(other.ttls)
+    chain_ttls = tuple(main.ttls[: len(main.chain)])
+    return Outcome(
+        "answer",
+        fqdn=candidate,
+        chain=tuple(main.chain),
+        chain_ttls=chain_ttls,
+        addresses=tuple(addresses),
+        ttl=min(ttls),
+        tried=tried,
+    )
+
+
+def choose_tls_name(chain: Sequence[str], cluster_domain: str) -> str | None:
+    """The TLS name of a chain (DESIGN.md, "Which name is the TLS name").
+
+    The first name after the queried one that lies outside the cluster domain (the
+    ExternalName's target, not the provider's last hop); if the whole chain stays inside the
+    cluster domain, the last name; ``None`` when there is no CNAME (not an alias).
+    """
+    if len(chain) < 2:
+        return None
+    for name in chain[1:]:
+        if not in_domain(name, cluster_domain):
+            return name
+    return chain[-1]

@@ -1,0 +1,583 @@
+"""The resolver: search expansion, chain following, cache, single flight and serve-stale.
+
+The rules live in :mod:`kubealias._names` (which names to query) and :mod:`kubealias._chain`
+(what a response means); this module runs them with dnspython's sync or async I/O, and owns
+the policy on top: TLS name, overrides, allowlist, cache lifetimes and serve-stale (RFC 8767).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import copy
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import IO, Any
+
+import dns.asyncquery
+import dns.exception
+import dns.message
+import dns.query
+import dns.rcode
+
+from ._cache import Cache, CacheStats, Entry
+from ._chain import Outcome, Question, Reply, choose_tls_name, lookup
+from ._config import HOSTS_FILE, NAMESPACE_FILE, RESOLV_CONF, Config
+from ._errors import ChainError, KubeAliasError, PolicyError, ResolutionError
+from ._models import Resolution
+from ._names import candidates, classify, in_domain, normalize
+
+__all__ = [
+    "Resolver",
+    "aresolve",
+    "get_default_resolver",
+    "resolve",
+    "set_default_resolver",
+]
+
+log = logging.getLogger("kubealias")
+
+#: EDNS payload we advertise (the DNS Flag Day 2020 value).
+EDNS_PAYLOAD = 1232
+#: After a failed refresh, serve the stale answer for this long before asking the server again
+#: (RFC 8767 §4 "failure recheck"; kept short so recovery is seen within one cluster TTL).
+STALE_RECHECK = 1.0
+
+_warned_no_allowlist = False
+_warn_lock = threading.Lock()
+
+
+class _Abandoned(Exception):
+    """The lookup a caller was waiting for ended without a result (its leader was cancelled)."""
+
+
+class _Flight:
+    """One lookup in progress, shared by every caller that misses on the same name."""
+
+    __slots__ = ("future", "thread")
+
+    def __init__(self) -> None:
+        self.future: concurrent.futures.Future[Resolution] = concurrent.futures.Future()
+        self.thread = threading.get_ident()
+
+
+def _read_hosts(path: str | os.PathLike[str] | None) -> frozenset[str]:
+    """The names of /etc/hosts: glibc answers them from the file, before DNS (nsswitch)."""
+    if path is None:
+        return frozenset()
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return frozenset()
+    names: set[str] = set()
+    for line in lines:
+        fields = line.split("#", 1)[0].split()
+        names.update(normalize(name) for name in fields[1:])
+    return frozenset(names)
+
+
+class Resolver:
+    """Resolves host names through their CNAME chain the way the pod's resolver would.
+
+    ``Resolver()`` reads the environment, ``/etc/resolv.conf`` and the service-account
+    namespace exactly as the default resolver does; keywords override single values. One
+    instance is safe to share between threads and asyncio tasks, and has one cache for both.
+
+    Args:
+        config: a ready :class:`Config`; exclusive with the keyword settings.
+        clock: monotonic clock for cache lifetimes (tests inject a fake one).
+        cache_size: most names kept in the cache.
+        environ: environment to read instead of ``os.environ``.
+        resolv_conf: resolv.conf path or file.
+        namespace_file: service-account namespace file (None: do not read one).
+        hosts_file: the hosts file whose names glibc answers before DNS (None: none).
+        **settings: any :class:`Config` field (``nameservers``, ``search``, ``ndots``,
+            ``timeout``, ``aliases``, ``allowed_targets``, ...).
+
+    Raises:
+        ConfigError: a malformed setting.
+    """
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        cache_size: int = 10_000,
+        environ: dict[str, str] | None = None,
+        resolv_conf: str | os.PathLike[str] | IO[str] = RESOLV_CONF,
+        namespace_file: str | os.PathLike[str] | None = NAMESPACE_FILE,
+        hosts_file: str | os.PathLike[str] | None = HOSTS_FILE,
+        **settings: Any,
+    ) -> None:
+        if config is not None and settings:
+            raise TypeError("pass either config= or keyword settings, not both")
+        self.config = config or Config.from_env(
+            environ, resolv_conf=resolv_conf, namespace_file=namespace_file, **settings
+        )
+        self._clock = clock
+        self._cache = Cache(cache_size)
+        self._hosts = _read_hosts(hosts_file)
+        self._lock = threading.Lock()
+        self._flights: dict[str, _Flight] = {}
+
+    def __repr__(self) -> str:
+        servers = ",".join(f"{h}:{p}" for h, p in self.config.nameservers)
+        return f"<kubealias.Resolver nameservers={servers} domain={self.config.cluster_domain}>"
+
+    # --- public API -------------------------------------------------------------------
+
+    def resolve(self, host: str) -> Resolution:
+        """Resolve ``host`` (blocking), from the cache when fresh.
+
+        Args:
+            host: the host exactly as the application gave it.
+
+        Returns:
+            The :class:`Resolution`; for a name that is not an alias, ``tls_name == host``.
+
+        Raises:
+            ResolutionError: no usable answer within ``timeout`` and nothing stale to serve.
+            ChainError: the chain has a loop, too many hops or an invalid name.
+            PolicyError: the TLS name is refused by the allowlist or strict mode.
+        """
+        entry = self._cache.get(host)
+        if entry is not None and entry.expires > self._clock():
+            if isinstance(entry.value, Resolution):
+                return entry.value
+            raise copy.copy(entry.value)
+        return self._resolve_slow(host, entry)
+
+    async def aresolve(self, host: str) -> Resolution:
+        """Resolve ``host`` without blocking the event loop; same cache and rules as resolve().
+
+        Raises:
+            ResolutionError, ChainError, PolicyError: as :meth:`resolve`.
+        """
+        entry = self._cache.get(host)
+        if entry is not None and entry.expires > self._clock():
+            if isinstance(entry.value, Resolution):
+                return entry.value
+            raise copy.copy(entry.value)
+        return await self._aresolve_slow(host, entry)
+
+    def flush(self, host: str | None = None) -> None:
+        """Forget the cached answer for ``host``, or every answer."""
+        if host is None:
+            self._cache.flush()
+        else:
+            self._cache.discard(host)
+
+    def cache_stats(self) -> CacheStats:
+        """Hits, misses, size and evictions of this resolver's cache."""
+        return self._cache.stats()
+
+    # --- deciding what to do without I/O -----------------------------------------------
+
+    def _plan(self, host: str) -> Resolution | list[str]:
+        """A pass-through Resolution (no query needed), or the names to query in order."""
+        cfg = self.config
+        if not isinstance(host, str):
+            raise TypeError(f"host must be a str, not {type(host).__name__}")
+        if cfg.disable:
+            return self._pass(host, "KUBEALIAS_DISABLE is set: every name passes through")
+        verdict = classify(host, cfg.cluster_domain)
+        if not verdict.cluster:
+            return self._pass(host, f"passed through: {verdict.reason}")
+        if normalize(host) in self._hosts:
+            return self._pass(host, "passed through: listed in the hosts file, answered before DNS")
+        names = candidates(host, cfg.search, cfg.ndots)
+        # Only names inside the cluster domain can be Services: drop the candidates after the
+        # last of them. If none of those answers, the name is not a Service and the client
+        # resolves it as it always did.
+        last = max((i for i, n in enumerate(names) if in_domain(n, cfg.cluster_domain)), default=-1)
+        if last < 0:
+            return self._pass(
+                host, f"passed through: no name the resolver would try is in {cfg.cluster_domain}"
+            )
+        return names[: last + 1]
+
+    def _pass(
+        self, host: str, reason: str, *, ttl: float | None = None, tried: Any = ()
+    ) -> Resolution:
+        now = self._clock()
+        expires = float("inf") if ttl is None else now + ttl
+        fqdn = normalize(host) if host and not host.startswith("/") else host
+        result = Resolution(
+            name=host,
+            fqdn=fqdn,
+            chain=(),
+            tls_name=host,
+            addresses=(),
+            is_alias=False,
+            reason=reason,
+            candidates=tuple(tried),
+            expires=expires,
+            _clock=self._clock,
+        )
+        self._cache.put(host, Entry(result, expires))
+        return result
+
+    def _finish(self, host: str, outcome: Outcome, entry: Entry | None) -> Resolution:
+        """Turn the outcome of a lookup into the Resolution (or error) the caller gets."""
+        cfg = self.config
+        now = self._clock()
+        if outcome.kind == "failure":
+            stale = self._serve_stale(entry, now, outcome.detail, host)
+            if stale is not None:
+                return stale
+            raise ResolutionError(
+                f"DNS failure: {outcome.detail}",
+                name=host,
+                chain=outcome.chain,
+                tried=[f"{n} ({r})" for n, r in outcome.tried],
+            )
+        if outcome.kind == "notfound":
+            ttl = min(max(outcome.ttl, cfg.min_ttl), cfg.max_ttl)
+            return self._pass(
+                host,
+                f"passed through: no Service answers in {cfg.cluster_domain} (NXDOMAIN/NODATA)",
+                ttl=ttl,
+                tried=outcome.tried,
+            )
+        expires = now + min(max(outcome.ttl, cfg.min_ttl), cfg.max_ttl)
+        override = cfg.aliases.get(outcome.fqdn)
+        tls_name = override or choose_tls_name(outcome.chain, cfg.cluster_domain)
+        if tls_name is None:
+            reason = "not an alias: no CNAME (a ClusterIP or headless Service), name unchanged"
+        elif override:
+            reason = f"alias by KUBEALIAS_ALIASES override: {outcome.fqdn}={override}"
+        elif in_domain(tls_name, cfg.cluster_domain):
+            reason = "alias inside the cluster domain: the TLS name is the last name of the chain"
+        else:
+            reason = "alias: the TLS name is the first name of the chain outside the cluster"
+        result = Resolution(
+            name=host,
+            fqdn=outcome.fqdn,
+            chain=outcome.chain,
+            tls_name=tls_name or host,
+            addresses=outcome.addresses,
+            is_alias=tls_name is not None,
+            reason=reason,
+            candidates=outcome.tried,
+            chain_ttls=outcome.chain_ttls,
+            expires=expires,
+            _clock=self._clock,
+        )
+        if result.is_alias:
+            refused = self._policy(result)
+            if refused is not None:
+                self._cache.put(host, Entry(refused, expires))
+                raise copy.copy(refused)
+        self._cache.put(host, Entry(result, expires))
+        log.debug("resolved %s -> %s via %s", host, result.tls_name, " -> ".join(result.chain))
+        return result
+
+    def _policy(self, result: Resolution) -> PolicyError | None:
+        cfg = self.config
+        if cfg.allowed_targets:
+            if cfg.allows(result.tls_name):
+                return None
+            return PolicyError(
+                f"TLS name {result.tls_name} matches none of KUBEALIAS_ALLOWED_TARGETS "
+                f"({' '.join(cfg.allowed_targets)})",
+                name=result.name,
+                chain=result.chain,
+            )
+        if cfg.strict:
+            return PolicyError(
+                "KUBEALIAS_STRICT is set and KUBEALIAS_ALLOWED_TARGETS is empty: "
+                f"refusing to verify {result.tls_name}",
+                name=result.name,
+                chain=result.chain,
+            )
+        global _warned_no_allowlist
+        with _warn_lock:
+            if not _warned_no_allowlist:
+                _warned_no_allowlist = True
+                log.warning(
+                    "kubealias verifies TLS against names learned from DNS (%s for %s); set "
+                    "KUBEALIAS_ALLOWED_TARGETS to the external names you expect to pin them",
+                    result.tls_name,
+                    result.name,
+                )
+        return None
+
+    def _serve_stale(
+        self, entry: Entry | None, now: float, detail: str, host: str
+    ) -> Resolution | None:
+        """RFC 8767: the previous answer, marked stale, while within KUBEALIAS_MAX_STALE."""
+        if entry is None or not isinstance(entry.value, Resolution):
+            return None
+        if not entry.value.chain or now > entry.expires + self.config.max_stale:
+            return None
+        if entry.failed_at is None:
+            log.warning("DNS failure for %s (%s): serving the previous answer", host, detail)
+        entry.failed_at = now
+        return replace(entry.value, stale=True)
+
+    def _stale_without_query(self, entry: Entry | None) -> Resolution | None:
+        """A stale answer that may be served at once: a refresh failed less than
+        STALE_RECHECK ago (or one is in flight), and the answer is within max_stale."""
+        if entry is None or entry.failed_at is None or not isinstance(entry.value, Resolution):
+            return None
+        now = self._clock()
+        if now - entry.failed_at >= STALE_RECHECK or now > entry.expires + self.config.max_stale:
+            return None
+        return replace(entry.value, stale=True)
+
+    # --- single flight ------------------------------------------------------------------
+
+    def _join(self, host: str) -> tuple[_Flight, bool]:
+        with self._lock:
+            flight = self._flights.get(host)
+            if flight is not None:
+                return flight, False
+            flight = self._flights[host] = _Flight()
+            return flight, True
+
+    def _land(self, host: str, flight: _Flight, result: Resolution | BaseException) -> None:
+        with self._lock:
+            if self._flights.get(host) is flight:
+                del self._flights[host]
+        if isinstance(result, Resolution):
+            flight.future.set_result(result)
+        elif isinstance(result, KubeAliasError):
+            flight.future.set_exception(result)
+        else:
+            flight.future.set_exception(_Abandoned())
+
+    def _fresh(self, host: str) -> Entry | None:
+        entry = self._cache.get(host)
+        return entry if entry is not None and entry.expires > self._clock() else None
+
+    def _resolve_slow(self, host: str, entry: Entry | None) -> Resolution:
+        plan = self._plan(host)
+        if isinstance(plan, Resolution):
+            return plan
+        while True:
+            flight, leader = self._join(host)
+            if not leader:
+                stale = self._stale_without_query(entry)
+                if stale is not None:
+                    return stale
+                if flight.thread == threading.get_ident():
+                    # An async lookup of this name is running on this thread's event loop and
+                    # this synchronous call blocks that loop: waiting would deadlock.
+                    return self._lookup_sync(host, plan, entry)
+                try:
+                    return flight.future.result(self.config.timeout + 1.0)
+                except _Abandoned:
+                    continue
+                except concurrent.futures.TimeoutError:
+                    raise ResolutionError(
+                        "timed out waiting for a concurrent lookup of the same name", name=host
+                    ) from None
+                except KubeAliasError as exc:
+                    raise copy.copy(exc) from None
+            outcome: Resolution | BaseException = _Abandoned()
+            try:
+                fresh = self._fresh(host)
+                if fresh is not None:
+                    entry = fresh
+                    if not isinstance(fresh.value, Resolution):
+                        raise copy.copy(fresh.value)
+                    outcome = fresh.value
+                else:
+                    outcome = self._stale_without_query(entry) or self._lookup_sync(
+                        host, plan, entry
+                    )
+                return outcome
+            except BaseException as exc:
+                outcome = exc
+                raise
+            finally:
+                self._land(host, flight, outcome)
+
+    async def _aresolve_slow(self, host: str, entry: Entry | None) -> Resolution:
+        plan = self._plan(host)
+        if isinstance(plan, Resolution):
+            return plan
+        while True:
+            flight, leader = self._join(host)
+            if not leader:
+                stale = self._stale_without_query(entry)
+                if stale is not None:
+                    return stale
+                waiter = asyncio.shield(asyncio.wrap_future(flight.future))
+                try:
+                    return await asyncio.wait_for(waiter, self.config.timeout + 1.0)
+                except _Abandoned:
+                    continue
+                except asyncio.TimeoutError:
+                    raise ResolutionError(
+                        "timed out waiting for a concurrent lookup of the same name", name=host
+                    ) from None
+                except KubeAliasError as exc:
+                    raise copy.copy(exc) from None
+            outcome: Resolution | BaseException = _Abandoned()
+            try:
+                fresh = self._fresh(host)
+                if fresh is not None:
+                    if not isinstance(fresh.value, Resolution):
+                        raise copy.copy(fresh.value)
+                    outcome = fresh.value
+                else:
+                    outcome = self._stale_without_query(entry) or await self._lookup_async(
+                        host, plan, entry
+                    )
+                return outcome
+            except BaseException as exc:
+                outcome = exc
+                raise
+            finally:
+                self._land(host, flight, outcome)
+
+    # --- running the lookup with I/O ---------------------------------------------------
+
+    def _lookup_sync(self, host: str, names: list[str], entry: Entry | None) -> Resolution:
+        deadline = time.monotonic() + self.config.timeout
+        steps = lookup(names)
+        try:
+            batch = next(steps)
+            while True:
+                batch = steps.send([self._exchange(q, deadline) for q in batch])
+        except StopIteration as stop:
+            return self._finish(host, stop.value, entry)
+        except ChainError as exc:
+            raise ChainError(exc.reason, name=host, chain=exc.chain) from None
+
+    async def _lookup_async(self, host: str, names: list[str], entry: Entry | None) -> Resolution:
+        deadline = time.monotonic() + self.config.timeout
+        steps = lookup(names)
+        try:
+            batch = next(steps)
+            while True:
+                replies = await asyncio.gather(*(self._aexchange(q, deadline) for q in batch))
+                batch = steps.send(list(replies))
+        except StopIteration as stop:
+            return self._finish(host, stop.value, entry)
+        except ChainError as exc:
+            raise ChainError(exc.reason, name=host, chain=exc.chain) from None
+
+    def _tries(self, deadline: float) -> Iterator[tuple[str, int, float]]:
+        """(server, port, timeout) for each try, as glibc's res_send: every server, then again,
+        ``attempts`` rounds; each try gets a share of what is left of the deadline."""
+        cfg = self.config
+        per_try = min(cfg.resolv_timeout, max(0.1, cfg.timeout / cfg.attempts))
+        for _ in range(cfg.attempts):
+            for host, port in cfg.nameservers:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                yield host, port, min(per_try, left)
+
+    @staticmethod
+    def _query(question: Question) -> dns.message.Message:
+        qname, rdtype = question
+        return dns.message.make_query(qname + ".", rdtype, use_edns=0, payload=EDNS_PAYLOAD)
+
+    @staticmethod
+    def _final(response: dns.message.Message) -> bool:
+        """False for the rcodes after which glibc asks the next server (SERVFAIL, REFUSED)."""
+        return response.rcode() not in (dns.rcode.SERVFAIL, dns.rcode.REFUSED)
+
+    def _exchange(self, question: Question, deadline: float) -> Reply:
+        query = self._query(question)
+        last: Reply = TimeoutError("timed out")
+        for server, port, timeout in self._tries(deadline):
+            try:
+                try:
+                    response = dns.query.udp(
+                        query,
+                        server,
+                        timeout,
+                        port,
+                        raise_on_truncation=True,
+                        ignore_unexpected=True,
+                    )
+                except dns.message.Truncated:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError("timed out") from None
+                    response = dns.query.tcp(query, server, left, port)
+            except (dns.exception.DNSException, OSError, EOFError, ValueError) as exc:
+                last = exc
+                continue
+            if self._final(response):
+                return response
+            last = response
+        return last
+
+    async def _aexchange(self, question: Question, deadline: float) -> Reply:
+        query = self._query(question)
+        last: Reply = TimeoutError("timed out")
+        for server, port, timeout in self._tries(deadline):
+            try:
+                try:
+                    response = await dns.asyncquery.udp(
+                        query,
+                        server,
+                        timeout,
+                        port,
+                        raise_on_truncation=True,
+                        ignore_unexpected=True,
+                    )
+                except dns.message.Truncated:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError("timed out") from None
+                    response = await dns.asyncquery.tcp(query, server, left, port)
+            except (dns.exception.DNSException, OSError, EOFError, ValueError) as exc:
+                last = exc
+                continue
+            if self._final(response):
+                return response
+            last = response
+        return last
+
+
+# --- the default resolver -----------------------------------------------------------------
+
+_default: Resolver | None = None
+_default_lock = threading.Lock()
+
+
+def get_default_resolver() -> Resolver:
+    """The process-wide resolver that :func:`resolve` and the adapters use by default.
+
+    Made on first use from the environment and ``/etc/resolv.conf``.
+
+    Raises:
+        ConfigError: a malformed ``KUBEALIAS_*`` variable.
+    """
+    global _default
+    resolver = _default
+    if resolver is None:
+        with _default_lock:
+            if _default is None:
+                _default = Resolver()
+            resolver = _default
+    return resolver
+
+
+def set_default_resolver(resolver: Resolver | None) -> None:
+    """Replace the default resolver (None: make a new one from the environment on next use)."""
+    global _default
+    with _default_lock:
+        _default = resolver
+
+
+def resolve(host: str) -> Resolution:
+    """Resolve ``host`` with the default resolver. See :meth:`Resolver.resolve`."""
+    return (_default or get_default_resolver()).resolve(host)
+
+
+async def aresolve(host: str) -> Resolution:
+    """Resolve ``host`` with the default resolver, without blocking the event loop."""
+    return await (_default or get_default_resolver()).aresolve(host)

@@ -1,0 +1,38 @@
+"""Fixtures shared by every test: a clean environment (httpx's ``clean_environ`` idea)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # integrations/ and bench/ are imported by the tests
+    sys.path.insert(0, str(ROOT))
+
+_PREFIXES = ("KUBEALIAS_", "PG")
+_NAMES = {
+    "LOCALDOMAIN",
+    "RES_OPTIONS",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+}
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the KUBEALIAS_*, PG*, proxy or resolver variables of the machine."""
+    for name in list(os.environ):
+        if name.startswith(_PREFIXES) or name in _NAMES:
+            monkeypatch.delenv(name, raising=False)
+    import kubealias
+
+    kubealias.set_default_resolver(None)
