@@ -97,8 +97,6 @@ def read_response(family: Family, response: dns.message.Message) -> str | None:
     current = family.chain[-1]
     while current in cnames:
         rrset, ttl = cnames[current]
-        if len(rrset) > 1:
-            raise ChainError(f"{current} has {len(rrset)} CNAME records", chain=family.chain)
         target = _target_text(family, current, rrset[0].target)
         family.ttls.append(ttl)
         _extend(family, target)
