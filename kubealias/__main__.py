@@ -1,0 +1,3 @@
+from kubealias._cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,312 @@
+"""The ``kubealias`` command: diagnose why TLS to a Kubernetes service name fails, and fix it.
+
+``main(argv)`` is called in-process by the tests; ``python -m kubealias`` and the console
+script call it with the real argv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import ssl
+import struct
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from ._errors import KubeAliasError
+from ._models import Resolution
+from ._resolver import Resolver
+
+__all__ = ["main"]
+
+#: PostgreSQL's SSLRequest: length 8, code 80877103 (protocol docs, "SSL Session Encryption").
+SSL_REQUEST = struct.pack("!ii", 8, 80877103)
+
+
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 1 failure found, 2 usage)."""
+    out = stdout or sys.stdout
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help(out)
+        return 2
+    try:
+        status: int = args.run(args, out)
+    except KubeAliasError as exc:
+        if getattr(args, "json", False):
+            _dump(out, {"error": str(exc), "type": type(exc).__name__})
+        else:
+            print(f"error: {exc}", file=out)
+        return 1
+    return status
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubealias",
+        description="Resolve Kubernetes service names through their CNAME chain and check TLS "
+        "against the external name.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("resolve", help="show how a name resolves and which name TLS verifies")
+    p.add_argument("name", help="the host as the application uses it, e.g. database")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=_resolve)
+
+    p = sub.add_parser("env", help="show the effective configuration and where it came from")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=_env)
+
+    p = sub.add_parser(
+        "check", help="resolve, connect, handshake; say which name the certificate verifies for"
+    )
+    p.add_argument("target", metavar="HOST[:PORT]", help="e.g. database:5432 or payment-api")
+    p.add_argument("--postgres", action="store_true", help="send PostgreSQL's SSLRequest first")
+    p.add_argument("--cafile", help="CA bundle to verify with (default: the system store)")
+    p.add_argument("--timeout", type=float, default=5.0, help="connect/handshake seconds")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=_check)
+
+    p = sub.add_parser("demo", help="the problem and the fix, on this machine, no cluster needed")
+    p.set_defaults(run=_demo)
+    return parser
+
+
+def _dump(out: TextIO, data: object) -> None:
+    print(json.dumps(data, indent=2), file=out)
+
+
+# --- resolve ------------------------------------------------------------------------------
+
+
+def _resolve(args: argparse.Namespace, out: TextIO) -> int:
+    resolver = Resolver()
+    result = resolver.resolve(args.name)
+    if args.json:
+        data = result.to_dict()
+        data["cache"] = _cache_text(resolver, result)
+        _dump(out, data)
+    else:
+        print_resolution(result, out, cache=_cache_text(resolver, result))
+    return 0
+
+
+def _cache_text(resolver: Resolver, result: Resolution) -> str:
+    cfg = resolver.config
+    if result.ttl == float("inf"):
+        return "kept for the life of the process (no DNS answer involved)"
+    smallest = min(result.chain_ttls, default=None)
+    basis = f"smallest TTL on the chain {smallest} s" if smallest is not None else "SOA minimum"
+    return (
+        f"cached for {result.ttl:.0f} s ({basis}, clamped to "
+        f"{cfg.min_ttl:g}..{cfg.max_ttl:g} s by KUBEALIAS_MIN_TTL/MAX_TTL)"
+    )
+
+
+def print_resolution(result: Resolution, out: TextIO, *, cache: str = "") -> None:
+    """The readable form of a :class:`Resolution`, as ``kubealias resolve`` prints it."""
+    w = 12
+    print(f"{'name':<{w}}{result.name}", file=out)
+    if result.candidates:
+        first = True
+        for name, outcome in result.candidates:
+            label = "tried" if first else ""
+            print(f"{label:<{w}}{name:<50} {outcome}", file=out)
+            first = False
+    if result.chain:
+        ttls = list(result.chain_ttls) + [None] * (len(result.chain) - len(result.chain_ttls))
+        for i, (name, ttl) in enumerate(zip(result.chain, ttls, strict=True)):
+            label = "chain" if i == 0 else ""
+            kind = "CNAME" if i < len(result.chain) - 1 else "A/AAAA"
+            arrow = "   " if i == 0 else "-> "
+            ttl_text = f"{kind}, TTL {ttl}" if ttl is not None else kind
+            print(f"{label:<{w}}{arrow}{name}  ({ttl_text})", file=out)
+    print(f"{'TLS name':<{w}}{result.tls_name}", file=out)
+    if result.addresses:
+        print(f"{'addresses':<{w}}{', '.join(result.addresses)}", file=out)
+    alias = "yes" if result.is_alias else "no"
+    print(f"{'alias':<{w}}{alias}: {result.reason}", file=out)
+    if result.stale:
+        print(f"{'stale':<{w}}yes: the DNS server failed; serving the previous answer", file=out)
+    if cache:
+        print(f"{'cache':<{w}}{cache}", file=out)
+
+
+# --- env ----------------------------------------------------------------------------------
+
+
+def _env(args: argparse.Namespace, out: TextIO) -> int:
+    config = Resolver().config
+    rows = config.describe()
+    if args.json:
+        _dump(out, {var: {"value": value, "source": src} for var, value, src in rows})
+        return 0
+    width = max(len(var) for var, _, _ in rows) + 2
+    vwidth = max(min(len(value), 48) for _, value, _ in rows) + 2
+    for var, value, src in rows:
+        print(f"{var:<{width}}{value or '-':<{vwidth}}{src}", file=out)
+    return 0
+
+
+# --- check --------------------------------------------------------------------------------
+
+
+@dataclass
+class Handshake:
+    """One TLS handshake attempt with one server name."""
+
+    server_name: str
+    address: str = ""
+    ok: bool = False
+    error: str = ""
+    names: list[str] = field(default_factory=list)
+
+
+def split_target(target: str, default_port: int) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]:port`` -> (host, port)."""
+    if target.startswith("["):
+        host, _, rest = target[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else default_port
+    if target.count(":") == 1:
+        host, port = target.split(":")
+        return host, int(port)
+    return target, default_port
+
+
+def _connect(address: str, port: int, timeout: float, postgres: bool) -> socket.socket:
+    sock = socket.create_connection((address, port), timeout=timeout)
+    if postgres:
+        sock.sendall(SSL_REQUEST)
+        answer = sock.recv(1)
+        if answer != b"S":
+            sock.close()
+            raise ConnectionError(f"server refused SSL (answered {answer!r} to SSLRequest)")
+    return sock
+
+
+def _cert_names(cert: dict[str, Any]) -> list[str]:
+    names = [
+        value for kind, value in cert.get("subjectAltName", ()) if kind in ("DNS", "IP Address")
+    ]
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName" and not names:
+                names.append(f"CN={value}")
+    return names
+
+
+def handshake(
+    addresses: Sequence[str],
+    port: int,
+    server_name: str,
+    context: ssl.SSLContext,
+    *,
+    timeout: float,
+    postgres: bool,
+) -> Handshake:
+    """A real, verified TLS handshake with ``server_name`` as SNI and certificate name."""
+    result = Handshake(server_name)
+    for address in addresses:
+        result.address = address
+        try:
+            sock = _connect(address, port, timeout, postgres)
+        except OSError as exc:
+            result.error = f"connect to {address}:{port} failed: {exc}"
+            continue
+        try:
+            with context.wrap_socket(sock, server_hostname=server_name) as tls:
+                result.ok = True
+                result.error = ""
+                result.names = _cert_names(tls.getpeercert() or {})
+                return result
+        except ssl.SSLCertVerificationError as exc:
+            result.error = exc.verify_message or str(exc)
+            return result
+        except (OSError, ssl.SSLError) as exc:
+            result.error = str(exc)
+            return result
+        finally:
+            sock.close()
+    return result
+
+
+def _check(args: argparse.Namespace, out: TextIO) -> int:
+    host, port = split_target(args.target, 5432 if args.postgres else 443)
+    result = Resolver().resolve(host)
+    addresses = list(result.addresses)
+    if not addresses:
+        # Passed through: connect where the application's own resolver would.
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    context = ssl.create_default_context(cafile=args.cafile)
+    names = list(dict.fromkeys([host, result.tls_name]))
+    shakes = [
+        handshake(addresses, port, n, context, timeout=args.timeout, postgres=args.postgres)
+        for n in names
+    ]
+    cert_names = next((s.names for s in shakes if s.ok), None)
+    if cert_names is None:
+        # Both failed: read the certificate's names from a handshake that still verifies the
+        # chain (CERT_REQUIRED) but not the host name, so we can say which names it carries.
+        probe = ssl.create_default_context(cafile=args.cafile)
+        probe.check_hostname = False
+        seen = handshake(
+            addresses, port, result.tls_name, probe, timeout=args.timeout, postgres=args.postgres
+        )
+        cert_names = seen.names if seen.ok else []
+        chain_error = "" if seen.ok else seen.error
+    else:
+        chain_error = ""
+    fixed = any(s.ok for s in shakes if s.server_name == result.tls_name)
+    if args.json:
+        _dump(
+            out,
+            {
+                "resolution": result.to_dict(),
+                "port": port,
+                "certificate_names": cert_names,
+                "certificate_error": chain_error,
+                "handshakes": [s.__dict__ for s in shakes],
+                "verified_with_tls_name": fixed,
+            },
+        )
+        return 0 if fixed else 1
+    print_resolution(result, out)
+    print(file=out)
+    print(
+        f"{'port':<12}{port}{' (PostgreSQL SSLRequest first)' if args.postgres else ''}", file=out
+    )
+    if cert_names:
+        print(f"{'certificate':<12}{', '.join(cert_names)}", file=out)
+    elif chain_error:
+        print(f"{'certificate':<12}not trusted: {chain_error}", file=out)
+    for s in shakes:
+        label = "as given" if s.server_name == host else "TLS name"
+        verdict = "verifies" if s.ok else f"FAILS: {s.error}"
+        print(f"{label:<12}{s.server_name}: {verdict}", file=out)
+    if fixed and not shakes[0].ok:
+        print(
+            f"\nverify-full fails for {host!r} but passes for {result.tls_name!r}: "
+            "connect through kubealias (or give the client that name as SNI/sslhost).",
+            file=out,
+        )
+    elif fixed:
+        print("\nverification passes.", file=out)
+    else:
+        print("\nverification fails for every name: this is not (only) an alias problem.", file=out)
+    return 0 if fixed else 1
+
+
+# --- demo ---------------------------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace, out: TextIO) -> int:
+    from ._demo import run_demo
+
+    status: int = run_demo(out)
+    return status
