@@ -1,0 +1,19 @@
+"""Test helpers for kubealias and for the test suites of applications that use it.
+
+:class:`ClusterDNS` is an in-process DNS server on 127.0.0.1 that answers like a pod's cluster DNS
+(CoreDNS's kubernetes plugin): services, CNAME chains chased in one answer, NXDOMAIN and NODATA
+with the SOA, and faults injected per name. With pytest the ``cluster_dns`` fixture (installed
+with kubealias, see :mod:`kubealias.testing.pytest_plugin`) gives one, started::
+
+    def test_database_is_an_alias(cluster_dns):
+        cluster_dns.external_name("database", "production", "mydb.example.test")
+        cluster_dns.record("mydb.example.test", "A", "127.0.0.10")
+        resolution = cluster_dns.resolver().resolve("database")
+        assert resolution.tls_name == "mydb.example.test"
+"""
+
+from __future__ import annotations
+
+from ._server import ClusterDNS, Fault, Query, RawBuilder, add_article_services
+
+__all__ = ["ClusterDNS", "Fault", "Query", "RawBuilder", "add_article_services"]
