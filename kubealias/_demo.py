@@ -19,11 +19,12 @@ EXTERNAL = "mydb.abc123.us-east-1.rds.amazonaws.com"
 PROVIDER = "ec2-127-0-0-1.compute-1.amazonaws.com"
 
 
-class _TLSServer:
+class TLSServer:
     """A TLS server on 127.0.0.1 that answers each connection with the SNI it was sent."""
 
-    def __init__(self, context: ssl.SSLContext) -> None:
+    def __init__(self, context: ssl.SSLContext, *, postgres: bool = False) -> None:
         self.context = context
+        self.postgres = postgres
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
@@ -47,6 +48,9 @@ class _TLSServer:
                 return
             conn.settimeout(5)
             try:
+                if self.postgres:  # PostgreSQL's SSLRequest, answered "S" (willing to do TLS)
+                    conn.recv(8)
+                    conn.sendall(b"S")
                 with self.context.wrap_socket(conn, server_side=True) as tls:
                     tls.sendall(
                         f"hello, verified client of {self._sni.pop(id(tls), '')}\n".encode()
@@ -54,7 +58,7 @@ class _TLSServer:
             except (OSError, ssl.SSLError):
                 conn.close()  # the client refused our certificate: that is the point
 
-    def __enter__(self) -> _TLSServer:
+    def __enter__(self) -> TLSServer:
         self._thread.start()
         return self
 
@@ -79,7 +83,7 @@ def run_demo(out: TextIO) -> int:
     client_context = ssl.create_default_context()
     ca.configure_trust(client_context)
 
-    with ClusterDNS(namespace="production") as dns, _TLSServer(server_context) as server:
+    with ClusterDNS(namespace="production") as dns, TLSServer(server_context) as server:
         # The article's services: database is an ExternalName for an RDS-style name that is
         # itself a CNAME to the provider's host; payment-api an API; shared-cache crosses
         # namespaces.
@@ -90,7 +94,10 @@ def run_demo(out: TextIO) -> int:
         dns.record("api.payments.example.test", "A", "127.0.0.1")
         dns.external_name("shared-cache", "app-team-a", "redis.shared-infra.svc.cluster.local")
         dns.cluster_ip("redis", "shared-infra", "127.0.0.1")
-        resolver = dns.resolver()
+        # Pin the targets, as production should (KUBEALIAS_ALLOWED_TARGETS).
+        resolver = dns.resolver(
+            allowed_targets=["*.rds.amazonaws.com", "*.example.test", "*.svc.cluster.local"]
+        )
 
         print(
             f"cluster DNS (like CoreDNS) on {dns.nameserver}; pod namespace: production", file=out

@@ -251,11 +251,11 @@ class Resolver:
         if tls_name is None:
             reason = "not an alias: no CNAME (a ClusterIP or headless Service), name unchanged"
         elif override:
-            reason = f"alias by KUBEALIAS_ALIASES override: {outcome.fqdn}={override}"
+            reason = f"TLS name set by KUBEALIAS_ALIASES ({outcome.fqdn}={override})"
         elif in_domain(tls_name, cfg.cluster_domain):
-            reason = "alias inside the cluster domain: the TLS name is the last name of the chain"
+            reason = "the chain stays in the cluster domain: the TLS name is its last name"
         else:
-            reason = "alias: the TLS name is the first name of the chain outside the cluster"
+            reason = "the TLS name is the first name of the chain outside the cluster domain"
         result = Resolution(
             name=host,
             fqdn=outcome.fqdn,

@@ -1,0 +1,177 @@
+"""The command line, called in-process (trustme's ``main(argv)`` pattern), plus one subprocess."""
+
+from __future__ import annotations
+
+import io
+import json
+import ssl
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+
+from kubealias._cli import main, split_target
+from kubealias._demo import TLSServer
+from kubealias.testing import ClusterDNS
+
+RDS = "mydb.abc123.us-east-1.rds.amazonaws.com"
+
+
+@pytest.fixture
+def dns(cluster_dns: ClusterDNS, monkeypatch: pytest.MonkeyPatch) -> ClusterDNS:
+    cluster_dns.external_name("database", "production", RDS)
+    cluster_dns.record(RDS, "A", "127.0.0.1")
+    cluster_dns.cluster_ip("orders", "production", "127.0.0.1")
+    for key, value in cluster_dns.env().items():
+        monkeypatch.setenv(key, value)
+    return cluster_dns
+
+
+def run(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    status = main(list(argv), stdout=out)
+    return status, out.getvalue()
+
+
+def test_resolve_readable(dns: ClusterDNS) -> None:
+    status, out = run("resolve", "database")
+    assert status == 0
+    assert "database.production.svc.cluster.local" in out
+    assert f"TLS name    {RDS}" in out
+    assert "TTL 5" in out and "127.0.0.1" in out
+    assert "cached for 5 s" in out
+
+
+def test_resolve_json(dns: ClusterDNS) -> None:
+    status, out = run("resolve", "database", "--json")
+    data = json.loads(out)
+    assert status == 0
+    assert data["tls_name"] == RDS and data["is_alias"] is True
+    assert data["candidates"] == [
+        {"name": "database.production.svc.cluster.local", "result": "answer"}
+    ]
+    assert data["chain_ttls"] == [5, 30]
+
+
+def test_resolve_explains_pass_through(dns: ClusterDNS) -> None:
+    status, out = run("resolve", "api.stripe.com")
+    assert status == 0 and "passed through" in out and "not a Service name" in out
+    assert dns.queries == []
+
+
+def test_resolve_error_is_clear(dns: ClusterDNS) -> None:
+    dns.fault("database.production.svc.cluster.local", "servfail")
+    status, out = run("resolve", "database", "--json")
+    data = json.loads(out)
+    assert status == 1 and data["type"] == "ResolutionError" and "database" in data["error"]
+
+
+def test_bad_configuration_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBEALIAS_NDOTS", "many")
+    status, out = run("env")
+    assert status == 1 and "KUBEALIAS_NDOTS" in out and "'many'" in out
+
+
+def test_env_shows_sources(dns: ClusterDNS) -> None:
+    status, out = run("env", "--json")
+    data = json.loads(out)
+    assert status == 0
+    assert data["KUBEALIAS_NAMESERVERS"] == {
+        "value": dns.nameserver,
+        "source": "environment KUBEALIAS_NAMESERVERS",
+    }
+    assert data["KUBEALIAS_TIMEOUT"]["source"] == "default"
+    status, out = run("env")
+    assert "KUBEALIAS_MAX_STALE" in out and "default" in out
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def cafile(ca: trustme.CA, tmp_path: Path) -> str:
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture(params=[False, True], ids=["https", "postgres"])
+def tls_server(request: pytest.FixtureRequest, ca: trustme.CA) -> Iterator[TLSServer]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(RDS).configure_cert(context)
+    with TLSServer(context, postgres=request.param) as server:
+        yield server
+
+
+def test_check_finds_the_name_that_verifies(
+    dns: ClusterDNS, tls_server: TLSServer, cafile: str
+) -> None:
+    flags = ["--postgres"] if tls_server.postgres else []
+    status, out = run("check", f"database:{tls_server.port}", "--cafile", cafile, *flags)
+    assert status == 0, out
+    assert "as given    database: FAILS" in out
+    assert "Hostname mismatch" in out
+    assert f"TLS name    {RDS}: verifies" in out
+    assert f"certificate {RDS}" in out
+    status, out = run("check", f"database:{tls_server.port}", "--cafile", cafile, "--json", *flags)
+    data = json.loads(out)
+    assert data["verified_with_tls_name"] is True
+    assert [h["ok"] for h in data["handshakes"]] == [False, True]
+
+
+def test_check_when_nothing_verifies(dns: ClusterDNS, tls_server: TLSServer, cafile: str) -> None:
+    flags = ["--postgres"] if tls_server.postgres else []
+    status, out = run("check", f"orders:{tls_server.port}", "--cafile", cafile, *flags)
+    assert status == 1
+    assert "orders: FAILS" in out and f"certificate {RDS}" in out
+    assert "verification fails for every name" in out
+
+
+def test_check_untrusted_chain(dns: ClusterDNS, tls_server: TLSServer, tmp_path: Path) -> None:
+    flags = ["--postgres"] if tls_server.postgres else []
+    path = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(path))
+    status, out = run("check", f"database:{tls_server.port}", "--cafile", str(path), *flags)
+    assert status == 1 and "not trusted" in out
+
+
+@pytest.mark.parametrize(
+    "target, want",
+    [
+        ("database", ("database", 443)),
+        ("database:5432", ("database", 5432)),
+        ("[::1]:8443", ("::1", 8443)),
+        ("[::1]", ("::1", 443)),
+    ],
+)
+def test_split_target(target: str, want: tuple[str, int]) -> None:
+    assert split_target(target, 443) == want
+
+
+def test_demo() -> None:
+    status, out = run("demo")
+    assert status == 0, out
+    assert "FAILS: certificate verify failed: Hostname mismatch" in out
+    assert f"VERIFIED: the server says 'hello, verified client of {RDS}'" in out
+
+
+def test_no_command_prints_help() -> None:
+    status, out = run()
+    assert status == 2 and "resolve" in out
+
+
+def test_python_dash_m(dns: ClusterDNS) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "kubealias", "resolve", "database", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["tls_name"] == RDS
