@@ -8,8 +8,6 @@
 The public names are re-exported here from private modules; see README.md.
 """
 
-from __future__ import annotations
-
 from ._config import Config
 from ._errors import ChainError, ConfigError, KubeAliasError, PolicyError, ResolutionError
 from ._models import Resolution
