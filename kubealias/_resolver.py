@@ -18,18 +18,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import IO, Any
 
-import dns.asyncquery
-import dns.exception
-import dns.message
-import dns.query
-import dns.rcode
-
 from ._cache import Cache, CacheStats, Entry
-from ._chain import Outcome, Question, Reply, choose_tls_name, lookup
+from ._chain import Outcome, choose_tls_name, lookup
 from ._config import HOSTS_FILE, NAMESPACE_FILE, RESOLV_CONF, Config
 from ._errors import ChainError, KubeAliasError, PolicyError, ResolutionError
 from ._models import Resolution
 from ._names import candidates, classify, in_domain, normalize
+from ._transport import exchange, exchange_async
 
 __all__ = [
     "Resolver",
@@ -41,8 +36,6 @@ __all__ = [
 
 log = logging.getLogger("kubealias")
 
-#: EDNS payload we advertise (the DNS Flag Day 2020 value).
-EDNS_PAYLOAD = 1232
 #: After a failed refresh, serve the stale answer for this long before asking the server again
 #: (RFC 8767 §4 "failure recheck"; kept short so recovery is seen within one cluster TTL).
 STALE_RECHECK = 1.0
@@ -446,7 +439,7 @@ class Resolver:
         try:
             batch = next(steps)
             while True:
-                batch = steps.send([self._exchange(q, deadline) for q in batch])
+                batch = steps.send(exchange(batch, lambda: self._tries(deadline), deadline))
         except StopIteration as stop:
             return self._finish(host, stop.value, entry)
         except ChainError as exc:
@@ -458,8 +451,8 @@ class Resolver:
         try:
             batch = next(steps)
             while True:
-                replies = await asyncio.gather(*(self._aexchange(q, deadline) for q in batch))
-                batch = steps.send(list(replies))
+                replies = await exchange_async(batch, lambda: self._tries(deadline), deadline)
+                batch = steps.send(replies)
         except StopIteration as stop:
             return self._finish(host, stop.value, entry)
         except ChainError as exc:
@@ -476,70 +469,6 @@ class Resolver:
                 if left <= 0:
                     return
                 yield host, port, min(per_try, left)
-
-    @staticmethod
-    def _query(question: Question) -> dns.message.Message:
-        qname, rdtype = question
-        return dns.message.make_query(qname + ".", rdtype, use_edns=0, payload=EDNS_PAYLOAD)
-
-    @staticmethod
-    def _final(response: dns.message.Message) -> bool:
-        """False for the rcodes after which glibc asks the next server (SERVFAIL, REFUSED)."""
-        return response.rcode() not in (dns.rcode.SERVFAIL, dns.rcode.REFUSED)
-
-    def _exchange(self, question: Question, deadline: float) -> Reply:
-        query = self._query(question)
-        last: Reply = TimeoutError("timed out")
-        for server, port, timeout in self._tries(deadline):
-            try:
-                try:
-                    response = dns.query.udp(
-                        query,
-                        server,
-                        timeout,
-                        port,
-                        raise_on_truncation=True,
-                        ignore_unexpected=True,
-                    )
-                except dns.message.Truncated:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise TimeoutError("timed out") from None
-                    response = dns.query.tcp(query, server, left, port)
-            except (dns.exception.DNSException, OSError, EOFError, ValueError) as exc:
-                last = exc
-                continue
-            if self._final(response):
-                return response
-            last = response
-        return last
-
-    async def _aexchange(self, question: Question, deadline: float) -> Reply:
-        query = self._query(question)
-        last: Reply = TimeoutError("timed out")
-        for server, port, timeout in self._tries(deadline):
-            try:
-                try:
-                    response = await dns.asyncquery.udp(
-                        query,
-                        server,
-                        timeout,
-                        port,
-                        raise_on_truncation=True,
-                        ignore_unexpected=True,
-                    )
-                except dns.message.Truncated:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise TimeoutError("timed out") from None
-                    response = await dns.asyncquery.tcp(query, server, left, port)
-            except (dns.exception.DNSException, OSError, EOFError, ValueError) as exc:
-                last = exc
-                continue
-            if self._final(response):
-                return response
-            last = response
-        return last
 
 
 # --- the default resolver -----------------------------------------------------------------
