@@ -35,6 +35,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("kubealias")
+# Library etiquette (logging HOWTO): the application decides where records go.
+log.addHandler(logging.NullHandler())
 
 #: After a failed refresh, serve the stale answer for this long before asking the server again
 #: (RFC 8767 §4 "failure recheck"; kept short so recovery is seen within one cluster TTL).

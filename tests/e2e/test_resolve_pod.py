@@ -260,3 +260,25 @@ def test_outage_serves_stale_within_the_bound_then_fails_clearly(pod_clean: PodL
     # The error comes once the stale bound is over, not before and not much later.
     assert last["at"] - warmed >= L.SERVICE_TTL + MAX_STALE - 0.5, events
     assert last["at"] - warmed <= L.SERVICE_TTL + MAX_STALE + TIMEOUT + 2, events
+
+
+def test_resolve_example_in_the_pod(pod: PodLab) -> None:
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "resolve.py"
+    proc = pod.exec([sys.executable, str(example), "database", "api.example.test"], timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert L.DATABASE_TARGET in proc.stdout and L.DATABASE_IP in proc.stdout
+
+
+def test_cli_resolve_in_the_pod(pod: PodLab) -> None:
+    proc = pod.exec(
+        [sys.executable, "-m", "kubealias", "resolve", "database", "--json"], timeout=30
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["tls_name"] == L.DATABASE_TARGET
+    proc = pod.exec([sys.executable, "-m", "kubealias", "env", "--json"], timeout=30)
+    env = json.loads(proc.stdout)
+    assert env["KUBEALIAS_NAMESPACE"]["value"] == "production"
+    assert env["KUBEALIAS_NDOTS"] == {"value": "5", "source": "/etc/resolv.conf"}
