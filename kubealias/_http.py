@@ -1,0 +1,125 @@
+"""What every HTTP adapter shares: the route to an alias, and connecting to its addresses.
+
+One place, not three copies: requests/urllib3 and httpx call :func:`plan_route` (or
+:func:`aplan_route`) once per request and get an immutable :class:`Route`; nothing that varies
+per request is stored anywhere shared. A ``None`` route means "not an alias": the adapter then
+takes its base class's unchanged code path (invariant 3).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ._resolver import Resolver, get_default_resolver
+
+__all__ = ["Route", "aplan_route", "connect_first", "default_port", "plan_route"]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How to reach one alias for one request.
+
+    Attributes:
+        name: the host as the application gave it.
+        tls_name: SNI and certificate host name (always the same name: never separated).
+        addresses: where the cluster DNS says the name is, in answer order.
+        port: the port of the request.
+        host_header: the ``Host`` value to send when the caller set none, or None to leave it.
+    """
+
+    name: str
+    tls_name: str
+    addresses: tuple[str, ...]
+    port: int
+    host_header: str | None
+
+
+def default_port(scheme: str) -> int:
+    """443 for https, 80 otherwise."""
+    return 443 if scheme.lower() == "https" else 80
+
+
+def _route(
+    name: str,
+    tls_name: str,
+    addresses: tuple[str, ...],
+    port: int | None,
+    scheme: str,
+    rewrite: bool,
+) -> Route:
+    port = port or default_port(scheme)
+    header = None
+    if rewrite:
+        header = tls_name if port == default_port(scheme) else f"{tls_name}:{port}"
+    return Route(name, tls_name, addresses, port, header)
+
+
+def plan_route(
+    resolver: Resolver | None, host: str, port: int | None, scheme: str, *, rewrite_host: bool
+) -> Route | None:
+    """Resolve ``host`` and return its route, or None when it is not an alias.
+
+    Raises:
+        KubeAliasError: the name cannot be resolved safely (the adapter maps it to its
+            client's connection error, with this error as the cause).
+    """
+    result = (resolver or get_default_resolver()).resolve(host)
+    if not result.is_alias:
+        return None
+    return _route(host, result.tls_name, result.addresses, port, scheme, rewrite_host)
+
+
+async def aplan_route(
+    resolver: Resolver | None, host: str, port: int | None, scheme: str, *, rewrite_host: bool
+) -> Route | None:
+    """:func:`plan_route` without blocking the event loop."""
+    result = await (resolver or get_default_resolver()).aresolve(host)
+    if not result.is_alias:
+        return None
+    return _route(host, result.tls_name, result.addresses, port, scheme, rewrite_host)
+
+
+def connect_first(
+    addresses: Sequence[str],
+    port: int,
+    timeout: float | None,
+    *,
+    name: str,
+    source_address: tuple[str, int] | None = None,
+    socket_options: Sequence[tuple[int, int, int | bytes]] | None = None,
+) -> socket.socket:
+    """Connect to the first of ``addresses`` that accepts, in order; never look up a name.
+
+    Each address gets the whole connect ``timeout`` (as urllib3 and the standard library give
+    each address that getaddrinfo returns).
+
+    Raises:
+        TimeoutError: every address timed out.
+        OSError: no address accepted; the message lists each address and its error.
+    """
+    errors: list[str] = []
+    last: OSError | None = None
+    for address in addresses:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            for level, option, value in socket_options or ():
+                sock.setsockopt(level, option, value)
+            if timeout is not None:
+                sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect((address, port))
+        except OSError as exc:
+            sock.close()
+            last = exc
+            errors.append(f"{address}:{port} ({exc})")
+            continue
+        return sock
+    detail = "; ".join(errors) or "no address"
+    message = f"cannot connect to {name}: {detail}"
+    if isinstance(last, TimeoutError):
+        raise TimeoutError(message) from last
+    raise OSError(message) from last
