@@ -1,0 +1,314 @@
+"""urllib3: a ``PoolManager`` (and ``ProxyManager``) that reaches aliases by their TLS name.
+
+    from kubealias.urllib3 import PoolManager
+
+    http = PoolManager(ca_certs="/etc/ssl/certs/ca-certificates.crt")
+    http.request("GET", "https://payment-api/v1/charges")   # verified as the external name
+
+For a host that is an alias, the pool key carries the :class:`~kubealias._http.Route` (TLS name
+and addresses), so a new TLS name or a new address set gets a new pool, and a connection
+verified for one name is never used for another. Its connections connect to the addresses the
+cluster DNS gave (no second lookup), send the TLS name as SNI and verify the certificate against
+it (urllib3's ``server_hostname``; ``assert_hostname`` is never touched), and send it as
+``Host`` unless the caller set one or ``rewrite_host=False``. Every other host takes urllib3's
+own pool classes, unchanged.
+
+Extension points used, both documented by urllib3: ``PoolManager.key_fn_by_scheme`` ("can be used
+to alter the way pool keys are constructed") and ``PoolManager._new_pool`` ("intended to be
+overridden for customization").
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from typing import Any
+
+try:
+    import urllib3
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+    from urllib3.exceptions import (
+        ConnectTimeoutError,
+        MaxRetryError,
+        NameResolutionError,
+        NewConnectionError,
+    )
+    from urllib3.poolmanager import SSL_KEYWORDS, PoolKey
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("kubealias.urllib3 needs urllib3: pip install 'kubealias[requests]'") from exc
+
+from ._errors import KubeAliasError
+from ._http import Route, default_port, plan_route
+from ._resolver import Resolver
+
+__all__ = ["PoolManager", "ProxyManager"]
+
+# PoolKey plus our one field: the route (immutable and hashable) or None.
+_FIELDS = (*PoolKey._fields, "key_ka_route")
+AliasPoolKey: Any = __import__("collections").namedtuple("AliasPoolKey", _FIELDS)
+
+
+def _pool_key(context: dict[str, Any]) -> Any:
+    """urllib3's key normalisation (RFC 3986: scheme and host are case-insensitive), plus the
+    route, so that pools are per TLS name and address set."""
+    context = dict(context)
+    context["scheme"] = context["scheme"].lower()
+    context["host"] = context["host"].lower()
+    for key in ("headers", "_proxy_headers", "_socks_options"):
+        if context.get(key) is not None:
+            context[key] = frozenset(context[key].items())
+    if context.get("socket_options") is not None:
+        context["socket_options"] = tuple(context["socket_options"])
+    values = {f"key_{k}": v for k, v in context.items()}
+    fields = {f: values.get(f) for f in _FIELDS}
+    if fields["key_blocksize"] is None:
+        fields["key_blocksize"] = 16384  # urllib3's default, as its own normaliser fills in
+    return AliasPoolKey(**fields)
+
+
+# --- connections and pools for aliases ------------------------------------------------------
+
+
+class _AliasConnectionMixin:
+    """Connect to the route's addresses and send its Host header; everything else is urllib3's."""
+
+    _ka_route: Route
+    host: str
+    port: int
+    timeout: Any
+    source_address: Any
+    socket_options: Any
+
+    def __init__(self, *args: Any, ka_route: Route, **kwargs: Any) -> None:
+        self._ka_route = ka_route
+        super().__init__(*args, **kwargs)
+
+    def _new_conn(self) -> Any:
+        route = self._ka_route
+        if not route.addresses:  # through a proxy: the proxy connects (and resolves the name)
+            return super()._new_conn()  # type: ignore[misc]
+        from ._http import connect_first
+
+        try:
+            sock = connect_first(
+                route.addresses,
+                self.port,
+                self.timeout,
+                name=f"{route.name} ({route.tls_name})",
+                source_address=self.source_address,
+                socket_options=self.socket_options,
+            )
+        except TimeoutError as exc:
+            raise ConnectTimeoutError(
+                self,
+                f"Connection to {route.name} timed out. (connect timeout={self.timeout})",
+            ) from exc
+        except OSError as exc:
+            message = f"Failed to establish a new connection: {exc}"
+            raise NewConnectionError(self, message) from exc  # type: ignore[arg-type]
+        sys.audit("http.client.connect", self, self.host, self.port)
+        return sock
+
+    def putrequest(
+        self, method: str, url: str, skip_host: bool = False, skip_accept_encoding: bool = False
+    ) -> None:
+        header = self._ka_route.host_header
+        # skip_host is true when the caller's headers carry a Host: never overwrite theirs.
+        if header is None or skip_host:
+            super().putrequest(method, url, skip_host, skip_accept_encoding)  # type: ignore[misc]
+            return
+        super().putrequest(method, url, True, skip_accept_encoding)  # type: ignore[misc]
+        self.putheader("Host", header)  # type: ignore[attr-defined]
+
+
+class _AliasHTTPConnection(_AliasConnectionMixin, HTTPConnection):
+    pass
+
+
+class _AliasHTTPSConnection(_AliasConnectionMixin, HTTPSConnection):
+    pass
+
+
+class _AliasHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = _AliasHTTPConnection
+
+
+class _AliasHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = _AliasHTTPSConnection
+
+
+_ALIAS_POOLS: dict[str, type[HTTPConnectionPool]] = {
+    "http": _AliasHTTPConnectionPool,
+    "https": _AliasHTTPSConnectionPool,
+}
+
+
+def _unresolved(
+    host: str, port: int | None, scheme: str, exc: KubeAliasError
+) -> NameResolutionError:
+    """The error urllib3 raises for a name it cannot resolve, carrying the kubealias error."""
+    conn = HTTPConnection(host, port or default_port(scheme))  # for the message; never connects
+    error = NameResolutionError(host, conn, exc)  # type: ignore[arg-type]
+    error.__cause__ = exc
+    return error
+
+
+class _AliasPools:
+    """What PoolManager and ProxyManager share: resolve, key pools by route, pick pool classes."""
+
+    resolver: Resolver | None
+    rewrite_host: bool
+    key_fn_by_scheme: dict[str, Any]
+    pool_classes_by_scheme: dict[str, Any]
+
+    def _ka_setup(self, resolver: Resolver | None, rewrite_host: bool) -> None:
+        self.resolver = resolver
+        self.rewrite_host = rewrite_host
+        self.key_fn_by_scheme = {"http": _pool_key, "https": _pool_key}
+
+    def _ka_route(
+        self, host: str, port: int | None, scheme: str, pool_kwargs: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """``pool_kwargs`` with the route of ``host`` (None: not an alias)."""
+        kwargs = dict(pool_kwargs or {})
+        if "ka_route" in kwargs:  # already decided by the caller (the requests adapter)
+            return kwargs
+        try:
+            route = plan_route(self.resolver, host, port, scheme, rewrite_host=self.rewrite_host)
+        except KubeAliasError as exc:
+            raise _unresolved(host, port, scheme, exc) from exc
+        kwargs["ka_route"] = route
+        if route is not None and scheme == "https":
+            kwargs["server_hostname"] = route.tls_name
+        return kwargs
+
+    def _new_pool(
+        self,
+        scheme: str,
+        host: str,
+        port: int,
+        request_context: dict[str, Any] | None = None,
+    ) -> HTTPConnectionPool:
+        context = dict(request_context or self.connection_pool_kw)  # type: ignore[attr-defined]
+        route = context.pop("ka_route", None)
+        if route is None:  # not an alias: urllib3's own pool classes, unchanged
+            return super()._new_pool(scheme, host, port, context)  # type: ignore[misc, no-any-return]
+        # What urllib3's _new_pool does with the context, with our pool class for the scheme.
+        if context.get("blocksize") is None:
+            context["blocksize"] = 16384
+        for key in ("scheme", "host", "port"):
+            context.pop(key, None)
+        if scheme == "http":
+            for key in SSL_KEYWORDS:
+                context.pop(key, None)
+        return _ALIAS_POOLS[scheme](host, port, ka_route=route, **context)
+
+
+def _exhausted(exc: NameResolutionError, url: str, retries: Any) -> Exception:
+    """Resolution is not retried (a second try would only wait out the timeout again): the
+    error arrives as urllib3 reports an exhausted connection, unless retries are off."""
+    if not isinstance(exc.__cause__, KubeAliasError) or retries is False:
+        return exc
+    return MaxRetryError(None, url, exc)  # type: ignore[arg-type]
+
+
+class PoolManager(_AliasPools, urllib3.PoolManager):
+    """A :class:`urllib3.PoolManager` that verifies aliases against their external name.
+
+    Args:
+        num_pools, headers, **connection_pool_kw: as :class:`urllib3.PoolManager`.
+        resolver: the :class:`kubealias.Resolver` to use (default: the process's default).
+        rewrite_host: send the TLS name as ``Host`` (default) so that virtual-hosted services
+            answer; False keeps the name the application used.
+
+    Raises (from requests):
+        urllib3.exceptions.MaxRetryError: with a ``NameResolutionError`` reason whose cause is
+            the :class:`kubealias.KubeAliasError`, when an alias cannot be resolved safely
+            (``NameResolutionError`` itself with ``retries=False``).
+    """
+
+    def __init__(
+        self,
+        num_pools: int = 10,
+        headers: dict[str, str] | None = None,
+        *,
+        resolver: Resolver | None = None,
+        rewrite_host: bool = True,
+        **connection_pool_kw: Any,
+    ) -> None:
+        super().__init__(num_pools, headers, **connection_pool_kw)
+        self._ka_setup(resolver, rewrite_host)
+
+    # Same signature as urllib3.PoolManager.urlopen (which also differs from RequestMethods').
+    def urlopen(  # type: ignore[override]
+        self, method: str, url: str, redirect: bool = True, **kw: Any
+    ) -> Any:
+        try:
+            return super().urlopen(method, url, redirect, **kw)
+        except NameResolutionError as exc:
+            raise _exhausted(exc, url, kw.get("retries")) from exc
+
+    def connection_from_host(
+        self,
+        host: str | None,
+        port: int | None = None,
+        scheme: str | None = "http",
+        pool_kwargs: dict[str, Any] | None = None,
+    ) -> HTTPConnectionPool:
+        if host:
+            pool_kwargs = self._ka_route(host, port, scheme or "http", pool_kwargs)
+        return super().connection_from_host(host, port, scheme, pool_kwargs)
+
+
+class ProxyManager(_AliasPools, urllib3.ProxyManager):
+    """A :class:`urllib3.ProxyManager` for aliases: the CONNECT goes to ``tls_name:port``.
+
+    The proxy resolves and connects; kubealias gives it the TLS name instead of the service name
+    (which only the cluster DNS knows) and verifies the origin's certificate against that name.
+    Plain ``http://`` requests through a forward proxy are left unchanged.
+    """
+
+    def __init__(
+        self,
+        proxy_url: str,
+        num_pools: int = 10,
+        headers: dict[str, str] | None = None,
+        *,
+        resolver: Resolver | None = None,
+        rewrite_host: bool = True,
+        **connection_pool_kw: Any,
+    ) -> None:
+        super().__init__(proxy_url, num_pools, headers, **connection_pool_kw)
+        self._ka_setup(resolver, rewrite_host)
+
+    def urlopen(  # type: ignore[override]
+        self, method: str, url: str, redirect: bool = True, **kw: Any
+    ) -> Any:
+        try:
+            return super().urlopen(method, url, redirect, **kw)
+        except NameResolutionError as exc:
+            raise _exhausted(exc, url, kw.get("retries")) from exc
+
+    def connection_from_host(
+        self,
+        host: str | None,
+        port: int | None = None,
+        scheme: str | None = "http",
+        pool_kwargs: dict[str, Any] | None = None,
+    ) -> HTTPConnectionPool:
+        scheme = scheme or "http"
+        if not host or scheme != "https":
+            kwargs = dict(pool_kwargs or {})
+            kwargs["ka_route"] = None
+            return super().connection_from_host(host, port, scheme, kwargs)
+        kwargs = self._ka_route(host, port, scheme, pool_kwargs)
+        route: Route | None = kwargs.get("ka_route")
+        if route is not None:
+            # The tunnel goes to the TLS name; Host is the TLS name unless rewrite_host=False.
+            header = route.host_header or (
+                host if route.port == default_port(scheme) else f"{host}:{route.port}"
+            )
+            kwargs["ka_route"] = replace(route, addresses=(), host_header=header)
+            host = route.tls_name
+        return super().connection_from_host(host, port, scheme, kwargs)
