@@ -1,0 +1,672 @@
+"""httpx: transports that reach aliases by their TLS name, for ``Client`` and ``AsyncClient``.
+
+    import httpx
+    from kubealias.httpx import AsyncHTTPTransport, HTTPTransport
+
+    with httpx.Client(transport=HTTPTransport()) as client:
+        client.get("https://payment-api/v1/charges")   # verified as the external name
+
+    async with httpx.AsyncClient(transport=AsyncHTTPTransport()) as client:
+        await client.get("https://payment-api/v1/charges")
+
+Both take every argument of httpx's own transports (``verify``, ``cert``, ``http2``, ``limits``,
+``proxy``, ``retries``, ...) plus ``resolver=`` and ``rewrite_host=``.
+
+How a request travels
+---------------------
+1. The host of the request URL is planned with :func:`kubealias._http.plan_route` (the async
+   transport uses :func:`~kubealias._http.aplan_route`, which awaits ``aresolve`` and never
+   blocks the event loop). A host that is not an alias goes, as the very same request object, to
+   a plain httpx transport built from the caller's arguments: the unchanged httpx code path.
+2. For an alias a *new* request is built (the caller's is never touched): same method, headers,
+   body stream and extensions, with the URL host replaced by the TLS name. httpcore takes its
+   connection origin, the SNI and the certificate host name from the URL host, so all three are
+   the TLS name; verification stays exactly as the caller configured it.
+3. The ``Host`` header becomes the TLS name (``name:port`` off the scheme's default port),
+   because virtual-hosted services answer ``421``/``404`` to ``Host: payment-api``. A ``Host``
+   set by the caller is kept: httpx always writes one from the URL, so a value equal to the
+   URL's own authority counts as "not set", anything else as the caller's. ``rewrite_host=False``
+   keeps the original header. Redirects are built by the client from *its* request, whose Host
+   is the application's, so a rewritten Host never follows a redirect to another host.
+4. The request goes to an inner httpx transport owned by its *route*: ``(scheme, TLS name,
+   port, addresses)``. Its connection pool is httpx's own, built from the caller's arguments, but
+   its network backend connects to the route's addresses, in order until one accepts, and never
+   looks up a name (invariant 1). One pool per route matters: httpcore keys connections by
+   scheme, host and port only, so two aliases with the same address but different TLS names
+   must not share a pool, or a connection verified for one name would serve the other; and a
+   new address set (the alias moved) gets new connections.
+
+Inner transports live in a bounded LRU (32 routes), the only shared mutable state, and
+it holds nothing that varies per request. A transport evicted while responses are still
+streaming from it is closed when the last of them is closed, not at eviction: closing an httpcore
+pool closes its active connections too and would cut those responses off. All share one
+``ssl.SSLContext`` (built once, by httpx's ``create_ssl_context``, from ``verify``/``cert``/
+``trust_env``): certificates are loaded once, and every pool verifies as the caller asked.
+
+Proxies
+-------
+With ``proxy=``, the proxy makes the TCP connection: the ``CONNECT`` (or the absolute-form request
+for ``http://``) goes to ``tls_name:port`` and the proxy resolves that name; the addresses are not
+pinned, only the URL host (hence SNI, verification) and the Host header change. The proxy's pool
+keys connections by the TLS name, so no route pools are needed there.
+
+httpx reads ``HTTPS_PROXY``/``NO_PROXY`` (``trust_env``) only when the client has no
+``transport=``, and then mounts plain httpx transports for them, which win over a ``mounts=``
+entry as broad as ``all://``. To use a proxy from the environment with kubealias, turn that off
+and mount kubealias transports for the same patterns; mount patterns match the URL the
+application used, as ``NO_PROXY`` does::
+
+    proxy = os.environ["HTTPS_PROXY"]
+    client = httpx.Client(
+        trust_env=False,  # no plain httpx transports mounted for the proxy variables
+        mounts={
+            "all://": HTTPTransport(proxy=proxy),  # through the proxy, as tls_name:port
+            "all://*.svc.cluster.local": HTTPTransport(),  # the NO_PROXY entries: direct
+            "all://payment-api": HTTPTransport(),
+        },
+    )
+
+Errors
+------
+A :class:`~kubealias.KubeAliasError` from resolution is raised as ``httpx.ConnectError`` with
+the same message and the kubealias error as ``__cause__`` (one choke point,
+:func:`_mapped_errors`). When no address accepts, the pool's connect fails with
+``httpx.ConnectError`` (``httpx.ConnectTimeout`` when every address timed out) listing each
+address and its error. With ``uds=`` every request goes to the socket: nothing is resolved.
+
+Extension points: httpcore documents its network backends as public API
+(https://www.encode.io/httpcore/network-backends/), but httpx 0.28 has no argument to pass one to
+its transports (https://github.com/encode/httpx/discussions/3180, PR #3749 open). So the backend
+is installed on the pool that httpx built, through ``HTTPTransport._pool`` and
+``ConnectionPool._network_backend``; both are checked before use and an httpx or httpcore that
+lacks them fails loudly (``RuntimeError``) rather than connect by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import threading
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import Any, Generic, TypeAlias, TypeVar
+
+try:
+    import httpcore
+    import httpx
+except ImportError as exc:  # tested by hiding httpx from sys.modules
+    raise ImportError("kubealias.httpx needs httpx: pip install 'kubealias[httpx]'") from exc
+
+from ._errors import KubeAliasError
+from ._http import Route, aplan_route, plan_route
+from ._resolver import Resolver
+
+__all__ = ["AsyncHTTPTransport", "HTTPTransport"]
+
+#: Inner transports (one per route) kept per kubealias transport; least recently used go first.
+_MAX_ROUTES = 32
+
+_CertTypes: TypeAlias = str | tuple[str, str] | tuple[str, str, str]
+"""What httpx accepts as ``cert=``: a file, or (cert, key) or (cert, key, password)."""
+_ProxyTypes: TypeAlias = httpx.URL | str | httpx.Proxy
+"""What httpx accepts as ``proxy=``."""
+
+_RouteKey: TypeAlias = tuple[str, str, int, tuple[str, ...]]
+_T = TypeVar("_T")
+_SCHEMES = frozenset({"http", "https"})
+_UNSUPPORTED = (
+    "kubealias.httpx cannot install its network backend on this httpx/httpcore version "
+    "(httpx.HTTPTransport._pool or ConnectionPool._network_backend is missing); refusing to "
+    "connect to an alias by name"
+)
+
+
+# --- the one choke point for foreign exceptions ---------------------------------------------
+
+
+@contextlib.contextmanager
+def _mapped_errors(request: httpx.Request) -> Iterator[None]:
+    """Raise kubealias errors as the error httpx users already catch for a host they can't reach.
+
+    Raises:
+        httpx.ConnectError: a :class:`KubeAliasError` was raised; it is the ``__cause__``.
+    """
+    try:
+        yield
+    except KubeAliasError as exc:
+        raise httpx.ConnectError(str(exc), request=request) from exc
+
+
+# --- the request for an alias ---------------------------------------------------------------
+
+
+def _eligible(request: httpx.Request, uds: bool) -> bool:
+    """Whether kubealias looks at the request at all (no lookups for a Unix socket)."""
+    return not uds and request.url.scheme in _SCHEMES
+
+
+def _host_set_by_caller(request: httpx.Request) -> bool:
+    """True when the Host header differs from the one httpx writes from the URL.
+
+    httpx's ``Request`` always adds ``Host: <url.netloc>`` when the caller gave none, so that
+    value is indistinguishable from "not set"; rewriting it is then what the caller wants.
+    """
+    value: str | None = request.headers.get("Host")
+    if value is None:
+        return False
+    return value.lower() != request.url.netloc.decode("ascii").lower()
+
+
+def _forward(request: httpx.Request, route: Route) -> httpx.Request:
+    """A new request for ``route``: URL host = TLS name, Host rewritten unless the caller set it."""
+    headers = request.headers.copy()
+    if route.host_header is not None and not _host_set_by_caller(request):
+        headers["Host"] = route.host_header
+    # stream= (not content=): the body is passed on as is and httpx adds no header of its own.
+    return httpx.Request(
+        request.method,
+        request.url.copy_with(host=route.tls_name),
+        headers=headers,
+        stream=request.stream,
+        extensions=request.extensions,
+    )
+
+
+def _route_key(request: httpx.Request, route: Route) -> _RouteKey:
+    return (request.url.scheme, route.tls_name, route.port, route.addresses)
+
+
+# --- network backends pinned to a route's addresses -----------------------------------------
+
+
+def _check_origin(route: Route, host: str, port: int) -> None:
+    """Fail closed if the pool asks for another origin than the route it was built for."""
+    if host.lower().rstrip(".") != route.tls_name or port != route.port:
+        raise httpcore.ConnectError(
+            f"kubealias: the connection pool of {route.tls_name}:{route.port} was asked for "
+            f"{host}:{port}; refusing to connect"
+        )
+
+
+def _endpoint(address: str, port: int) -> str:
+    """``address:port``, with an IPv6 address in brackets (RFC 3986 authority form)."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def _no_address_accepted(
+    route: Route, failures: list[tuple[str, Exception]]
+) -> httpcore.ConnectError | httpcore.ConnectTimeout:
+    """One error naming every address tried and why it failed (as psycopg reports attempts)."""
+    detail = "; ".join(f"{_endpoint(a, route.port)} ({e or type(e).__name__})" for a, e in failures)
+    message = f"cannot connect to {route.tls_name}: {detail or 'no address'}"
+    if failures and all(isinstance(e, httpcore.ConnectTimeout) for _, e in failures):
+        return httpcore.ConnectTimeout(message)
+    return httpcore.ConnectError(message)
+
+
+class _PinnedBackend(httpcore.NetworkBackend):
+    """httpcore's own backend, asked for the route's addresses instead of the host name.
+
+    Delegating each address to the wrapped backend keeps httpcore's socket set-up exactly
+    (TCP_NODELAY, ``socket_options``, ``local_address``, timeout and error types); each address
+    gets the whole connect timeout, as with httpcore's own ``create_connection``.
+    """
+
+    def __init__(self, route: Route, backend: httpcore.NetworkBackend) -> None:
+        self._route = route
+        self._backend = backend
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        _check_origin(self._route, host, port)
+        options = list(socket_options or ())  # reused for each address
+        failures: list[tuple[str, Exception]] = []
+        for address in self._route.addresses:
+            try:
+                return self._backend.connect_tcp(
+                    address, port, timeout, local_address=local_address, socket_options=options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failures.append((address, exc))
+        raise _no_address_accepted(self._route, failures) from (
+            failures[-1][1] if failures else None
+        )
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:  # pragma: no cover - route pools are never built with uds
+        return self._backend.connect_unix_socket(path, timeout, socket_options)
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)  # httpcore's retry back-off
+
+
+class _AsyncPinnedBackend(httpcore.AsyncNetworkBackend):
+    """:class:`_PinnedBackend` for asyncio and trio (httpcore's AnyIO/Trio backend underneath)."""
+
+    def __init__(self, route: Route, backend: httpcore.AsyncNetworkBackend) -> None:
+        self._route = route
+        self._backend = backend
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        _check_origin(self._route, host, port)
+        options = list(socket_options or ())
+        failures: list[tuple[str, Exception]] = []
+        for address in self._route.addresses:
+            try:
+                return await self._backend.connect_tcp(
+                    address, port, timeout, local_address=local_address, socket_options=options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failures.append((address, exc))
+        raise _no_address_accepted(self._route, failures) from (
+            failures[-1][1] if failures else None
+        )
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:  # pragma: no cover - route pools are never built with uds
+        return await self._backend.connect_unix_socket(path, timeout, socket_options)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
+
+
+def _pin(transport: httpx.HTTPTransport, route: Route) -> httpx.HTTPTransport:
+    """Make ``transport``'s pool connect to ``route.addresses`` (see the module docstring)."""
+    pool = getattr(transport, "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if not isinstance(pool, httpcore.ConnectionPool) or not isinstance(
+        backend, httpcore.NetworkBackend
+    ):
+        raise RuntimeError(_UNSUPPORTED)
+    pool._network_backend = _PinnedBackend(route, backend)
+    return transport
+
+
+def _apin(transport: httpx.AsyncHTTPTransport, route: Route) -> httpx.AsyncHTTPTransport:
+    """:func:`_pin` for the async transport."""
+    pool = getattr(transport, "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if not isinstance(pool, httpcore.AsyncConnectionPool) or not isinstance(
+        backend, httpcore.AsyncNetworkBackend
+    ):
+        raise RuntimeError(_UNSUPPORTED)
+    pool._network_backend = _AsyncPinnedBackend(route, backend)
+    return transport
+
+
+# --- the route-keyed LRU of inner transports ------------------------------------------------
+
+
+class _Slot(Generic[_T]):
+    """One inner transport and how many responses are still using it."""
+
+    __slots__ = ("active", "closed", "retired", "transport")
+
+    def __init__(self, transport: _T) -> None:
+        self.transport = transport
+        self.active = 0
+        self.retired = False  # out of the LRU: close once idle
+        self.closed = False  # handed out to be closed (exactly once)
+
+
+class _RouteCache(Generic[_T]):
+    """A bounded LRU of inner transports by route; the lock is here and only here.
+
+    Nothing here performs I/O: the caller closes what :meth:`acquire`, :meth:`release` and
+    :meth:`drain` hand back (so the async transport can await ``aclose``), outside the lock.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = max(1, size)
+        self._lock = threading.Lock()
+        self._slots: OrderedDict[_RouteKey, _Slot[_T]] = OrderedDict()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._slots)
+
+    def acquire(self, key: _RouteKey, factory: Callable[[], _T]) -> tuple[_Slot[_T], list[_T]]:
+        """The slot for ``key`` (made by ``factory`` if absent), marked in use.
+
+        Returns:
+            The slot, and the evicted transports that are idle and must be closed now.
+        """
+        with self._lock:
+            slot = self._slots.get(key)
+            if slot is None:
+                # factory() builds a transport and a pool, without I/O (the SSL context is
+                # shared), so holding the lock here costs microseconds.
+                slot = self._slots[key] = _Slot(factory())
+            else:
+                self._slots.move_to_end(key)
+            slot.active += 1
+            to_close: list[_T] = []
+            while len(self._slots) > self._size:
+                _, old = self._slots.popitem(last=False)
+                old.retired = True
+                if old.active == 0:
+                    old.closed = True
+                    to_close.append(old.transport)
+            return slot, to_close
+
+    def release(self, slot: _Slot[_T]) -> bool:
+        """Mark one use of ``slot`` done; True when the caller must now close its transport."""
+        with self._lock:
+            slot.active -= 1
+            if slot.retired and slot.active <= 0 and not slot.closed:
+                slot.closed = True
+                return True
+            return False
+
+    def drain(self) -> list[_T]:
+        """Empty the cache; every transport still open is returned to be closed now."""
+        with self._lock:
+            slots = list(self._slots.values())
+            self._slots.clear()
+            to_close: list[_T] = []
+            for slot in slots:
+                slot.retired = True
+                if not slot.closed:
+                    slot.closed = True
+                    to_close.append(slot.transport)
+            return to_close
+
+
+class _ReleasingStream(httpx.SyncByteStream):
+    """The inner response stream; closing it releases the route slot (once)."""
+
+    def __init__(self, stream: httpx.SyncByteStream, release: Callable[[], None]) -> None:
+        self._stream = stream
+        self._release: Callable[[], None] | None = release
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._stream
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            release, self._release = self._release, None
+            if release is not None:
+                release()
+
+
+class _AsyncReleasingStream(httpx.AsyncByteStream):
+    """:class:`_ReleasingStream` for the async transport."""
+
+    def __init__(
+        self, stream: httpx.AsyncByteStream, release: Callable[[], Awaitable[None]]
+    ) -> None:
+        self._stream = stream
+        self._release: Callable[[], Awaitable[None]] | None = release
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            release, self._release = self._release, None
+            if release is not None:
+                await release()
+
+
+# --- the transports ---------------------------------------------------------------------------
+
+
+def _httpx_options(
+    verify: ssl.SSLContext | str | bool,
+    cert: _CertTypes | None,
+    trust_env: bool,
+    http1: bool,
+    http2: bool,
+    limits: httpx.Limits | None,
+    local_address: str | None,
+    retries: int,
+    socket_options: Iterable[httpcore.SOCKET_OPTION] | None,
+) -> dict[str, Any]:
+    """The keyword arguments every inner httpx transport gets (the caller's, SSL context once)."""
+    options: dict[str, Any] = {
+        # Built once, exactly as httpx builds it from these three arguments; verification is
+        # whatever they say (kubealias never passes verify=False of its own).
+        "verify": httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env),
+        "trust_env": trust_env,
+        "http1": http1,
+        "http2": http2,
+        "local_address": local_address,
+        "retries": retries,
+        # A list: an iterator would be used up by the first of several transports.
+        "socket_options": None if socket_options is None else list(socket_options),
+    }
+    if limits is not None:  # None: httpx's own default limits
+        options["limits"] = limits
+    return options
+
+
+class HTTPTransport(httpx.BaseTransport):
+    """An ``httpx.HTTPTransport`` that reaches ExternalName aliases by their TLS name.
+
+    Use it as ``httpx.Client(transport=HTTPTransport())`` or in ``mounts=``. A host that is not
+    an alias goes through a plain ``httpx.HTTPTransport`` unchanged. Safe to share between
+    threads, as httpx's own transport is.
+
+    Args:
+        verify: As httpx: ``True``, ``False`` (the caller's choice; kubealias never makes it),
+            an ``ssl.SSLContext`` or a CA bundle path.
+        cert: As httpx: client certificate file, or (cert, key[, password]).
+        trust_env: As httpx: read ``SSL_CERT_FILE``/``SSL_CERT_DIR``.
+        http1: As httpx.
+        http2: As httpx (needs ``httpx[http2]``).
+        limits: As httpx; ``None`` for httpx's default. Applies to each route's pool.
+        proxy: As httpx; the proxy is asked for ``tls_name:port`` (see the module docstring).
+        uds: As httpx; with a Unix socket nothing is resolved or rewritten.
+        local_address: As httpx.
+        retries: As httpx (connect retries; each retry tries every address again).
+        socket_options: As httpx.
+        resolver: The resolver to use; ``None`` for the default one.
+        rewrite_host: Send the TLS name as ``Host`` (unless the caller set a Host header).
+
+    Raises:
+        ImportError: A SOCKS proxy without ``socksio`` installed (from httpx).
+        ValueError: An unsupported proxy scheme (from httpx).
+        OSError: A CA bundle or certificate file cannot be read (from ``ssl``).
+    """
+
+    def __init__(
+        self,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: _CertTypes | None = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits | None = None,
+        proxy: _ProxyTypes | None = None,
+        uds: str | None = None,
+        local_address: str | None = None,
+        retries: int = 0,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+        *,
+        resolver: Resolver | None = None,
+        rewrite_host: bool = True,
+    ) -> None:
+        self._resolver = resolver
+        self._rewrite_host = rewrite_host
+        self._uds = uds is not None
+        self._proxied = proxy is not None
+        self._options = _httpx_options(
+            verify, cert, trust_env, http1, http2, limits, local_address, retries, socket_options
+        )
+        self._base = httpx.HTTPTransport(**self._options, proxy=proxy, uds=uds)
+        self._routes: _RouteCache[httpx.HTTPTransport] = _RouteCache(_MAX_ROUTES)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send one request; see the module docstring for what happens to an alias.
+
+        Raises:
+            httpx.ConnectError: The host cannot be resolved safely (the kubealias error is the
+                cause), or no address accepted the connection.
+            httpx.HTTPError: Anything httpx's own transport raises.
+        """
+        if not _eligible(request, self._uds):
+            return self._base.handle_request(request)
+        url = request.url
+        with _mapped_errors(request):
+            route = plan_route(
+                self._resolver, url.host, url.port, url.scheme, rewrite_host=self._rewrite_host
+            )
+        if route is None:
+            return self._base.handle_request(request)  # invariant 3: the request as given
+        forwarded = _forward(request, route)
+        if self._proxied:
+            return self._base.handle_request(forwarded)
+        slot, idle = self._routes.acquire(
+            _route_key(request, route),
+            lambda: _pin(httpx.HTTPTransport(**self._options), route),
+        )
+        for transport in idle:
+            transport.close()
+        try:
+            response = slot.transport.handle_request(forwarded)
+        except BaseException:
+            self._release(slot)
+            raise
+        assert isinstance(response.stream, httpx.SyncByteStream)
+        response.stream = _ReleasingStream(response.stream, lambda: self._release(slot))
+        return response
+
+    def _release(self, slot: _Slot[httpx.HTTPTransport]) -> None:
+        if self._routes.release(slot):
+            slot.transport.close()
+
+    def close(self) -> None:
+        """Close every inner transport and their connections."""
+        try:
+            for transport in self._routes.drain():
+                transport.close()
+        finally:
+            self._base.close()
+
+
+class AsyncHTTPTransport(httpx.AsyncBaseTransport):
+    """An ``httpx.AsyncHTTPTransport`` that reaches ExternalName aliases by their TLS name.
+
+    Resolution awaits :meth:`kubealias.Resolver.aresolve`: the event loop is never blocked.
+    Use it as ``httpx.AsyncClient(transport=AsyncHTTPTransport())`` or in ``mounts=``.
+
+    Args:
+        verify: As :class:`HTTPTransport`.
+        cert: As :class:`HTTPTransport`.
+        trust_env: As :class:`HTTPTransport`.
+        http1: As :class:`HTTPTransport`.
+        http2: As :class:`HTTPTransport`.
+        limits: As :class:`HTTPTransport`.
+        proxy: As :class:`HTTPTransport`.
+        uds: As :class:`HTTPTransport`.
+        local_address: As :class:`HTTPTransport`.
+        retries: As :class:`HTTPTransport`.
+        socket_options: As :class:`HTTPTransport`.
+        resolver: The resolver to use; ``None`` for the default one.
+        rewrite_host: Send the TLS name as ``Host`` (unless the caller set a Host header).
+
+    Raises:
+        ImportError: A SOCKS proxy without ``socksio`` installed (from httpx).
+        ValueError: An unsupported proxy scheme (from httpx).
+        OSError: A CA bundle or certificate file cannot be read (from ``ssl``).
+    """
+
+    def __init__(
+        self,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: _CertTypes | None = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits | None = None,
+        proxy: _ProxyTypes | None = None,
+        uds: str | None = None,
+        local_address: str | None = None,
+        retries: int = 0,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+        *,
+        resolver: Resolver | None = None,
+        rewrite_host: bool = True,
+    ) -> None:
+        self._resolver = resolver
+        self._rewrite_host = rewrite_host
+        self._uds = uds is not None
+        self._proxied = proxy is not None
+        self._options = _httpx_options(
+            verify, cert, trust_env, http1, http2, limits, local_address, retries, socket_options
+        )
+        self._base = httpx.AsyncHTTPTransport(**self._options, proxy=proxy, uds=uds)
+        self._routes: _RouteCache[httpx.AsyncHTTPTransport] = _RouteCache(_MAX_ROUTES)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send one request; see the module docstring for what happens to an alias.
+
+        Raises:
+            httpx.ConnectError: The host cannot be resolved safely (the kubealias error is the
+                cause), or no address accepted the connection.
+            httpx.HTTPError: Anything httpx's own transport raises.
+        """
+        if not _eligible(request, self._uds):
+            return await self._base.handle_async_request(request)
+        url = request.url
+        with _mapped_errors(request):
+            route = await aplan_route(
+                self._resolver, url.host, url.port, url.scheme, rewrite_host=self._rewrite_host
+            )
+        if route is None:
+            return await self._base.handle_async_request(request)
+        forwarded = _forward(request, route)
+        if self._proxied:
+            return await self._base.handle_async_request(forwarded)
+        slot, idle = self._routes.acquire(
+            _route_key(request, route),
+            lambda: _apin(httpx.AsyncHTTPTransport(**self._options), route),
+        )
+        for transport in idle:
+            await transport.aclose()
+        try:
+            response = await slot.transport.handle_async_request(forwarded)
+        except BaseException:
+            await self._release(slot)
+            raise
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.stream = _AsyncReleasingStream(response.stream, lambda: self._release(slot))
+        return response
+
+    async def _release(self, slot: _Slot[httpx.AsyncHTTPTransport]) -> None:
+        if self._routes.release(slot):
+            await slot.transport.aclose()
+
+    async def aclose(self) -> None:
+        """Close every inner transport and their connections."""
+        try:
+            for transport in self._routes.drain():
+                await transport.aclose()
+        finally:
+            await self._base.aclose()

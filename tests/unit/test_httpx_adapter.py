@@ -1,0 +1,683 @@
+"""kubealias.httpx against the in-process cluster DNS and a loopback HTTPS server with SNI hosts."""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import socket
+import ssl
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpcore
+import httpx
+import pytest
+import trustme
+
+import kubealias.httpx
+from kubealias import KubeAliasError, PolicyError, ResolutionError, Resolver
+from kubealias._http import Route
+from kubealias.httpx import AsyncHTTPTransport, HTTPTransport
+from kubealias.testing import ClusterDNS
+from tests.unit._tls_echo import ConnectProxy, TLSEchoServer
+
+PAYMENT = "payment.example.test"
+SECOND = "second.example.test"
+MULTI = "multi.example.test"  # two A records, the first with nothing listening
+WRONG = "wrong.example.test"  # the server has no certificate for it: the default one, and 421
+DEAD = "dead.example.test"  # no address accepts
+
+ALIASES = [
+    ("payment-api", PAYMENT, ["127.0.0.1"]),
+    ("second-api", SECOND, ["127.0.0.1"]),
+    ("multi-api", MULTI, ["127.0.0.2", "127.0.0.1"]),
+    ("wrong-api", WRONG, ["127.0.0.1"]),
+    ("dead-api", DEAD, ["127.0.0.2", "127.0.0.3"]),
+]
+
+
+# --- fixtures -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def server(ca: trustme.CA) -> Iterator[TLSEchoServer]:
+    with TLSEchoServer(ca, [PAYMENT, SECOND, MULTI, "localhost"]) as echo:
+        yield echo
+
+
+@pytest.fixture(scope="module")
+def trust(ca: trustme.CA) -> ssl.SSLContext:
+    """The client's verification: the system defaults plus the test CA."""
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
+
+
+@pytest.fixture
+def dns(cluster_dns: ClusterDNS) -> ClusterDNS:
+    for service, target, addresses in ALIASES:
+        cluster_dns.external_name(service, "production", target)
+        cluster_dns.record(target, "A", addresses)
+    return cluster_dns
+
+
+@pytest.fixture
+def resolver(dns: ClusterDNS) -> Resolver:
+    return dns.resolver(timeout=1)
+
+
+@pytest.fixture
+def transport(resolver: Resolver, trust: ssl.SSLContext) -> Iterator[HTTPTransport]:
+    with HTTPTransport(verify=trust, resolver=resolver) as kt:
+        yield kt
+
+
+@pytest.fixture
+def client(transport: HTTPTransport) -> Iterator[httpx.Client]:
+    with httpx.Client(transport=transport) as c:
+        yield c
+
+
+@pytest.fixture
+def lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every host name (not IP literal) given to getaddrinfo while the test runs."""
+    names: list[str] = []
+    real = socket.getaddrinfo
+
+    def spy(host: Any, *args: Any, **kwargs: Any) -> Any:
+        text = host.decode() if isinstance(host, bytes) else host
+        try:
+            ipaddress.ip_address(text)
+        except (TypeError, ValueError):
+            names.append(text)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", spy)
+    return names
+
+
+def url(server: TLSEchoServer, host: str, path: str = "/") -> str:
+    return f"https://{host}:{server.port}{path}"
+
+
+def echo(response: httpx.Response) -> dict[str, Any]:
+    body: dict[str, Any] = response.json()
+    return body
+
+
+# --- the request sent for an alias (no I/O) -------------------------------------------------------
+
+
+ROUTE = Route("payment-api", PAYMENT, ("127.0.0.1",), 443, PAYMENT)
+
+
+@pytest.mark.parametrize(
+    ("request_url", "headers", "route", "want_url", "want_host"),
+    [
+        ("https://payment-api/v1", {}, ROUTE, f"https://{PAYMENT}/v1", PAYMENT),
+        (
+            "https://payment-api:8443/v1?a=1",
+            {},
+            Route("payment-api", PAYMENT, ("127.0.0.1",), 8443, f"{PAYMENT}:8443"),
+            f"https://{PAYMENT}:8443/v1?a=1",
+            f"{PAYMENT}:8443",
+        ),
+        (
+            "http://payment-api/",
+            {},
+            Route("payment-api", PAYMENT, ("127.0.0.1",), 80, PAYMENT),
+            f"http://{PAYMENT}/",
+            PAYMENT,
+        ),
+        # The caller's own Host is kept (any case of the header name).
+        ("https://payment-api/", {"host": "api.example.com"}, ROUTE, None, "api.example.com"),
+        # A Host equal to the URL's authority is what httpx writes itself: not the caller's.
+        ("https://payment-api/", {"Host": "Payment-API"}, ROUTE, None, PAYMENT),
+        # rewrite_host=False: the route carries no Host.
+        (
+            "https://payment-api/",
+            {},
+            Route("payment-api", PAYMENT, ("127.0.0.1",), 443, None),
+            None,
+            "payment-api",
+        ),
+    ],
+)
+def test_forwarded_request(
+    request_url: str,
+    headers: dict[str, str],
+    route: Route,
+    want_url: str | None,
+    want_host: str,
+) -> None:
+    original = httpx.Request(
+        "POST", request_url, headers=headers, content=b"body", extensions={"k": "v"}
+    )
+    before = (original.url, original.headers.multi_items())
+
+    forwarded = kubealias.httpx._forward(original, route)
+
+    assert str(forwarded.url) == (want_url or str(original.url).replace("payment-api", PAYMENT))
+    assert forwarded.headers["Host"] == want_host
+    assert forwarded.method == "POST"
+    assert forwarded.stream is original.stream
+    assert forwarded.extensions == {"k": "v"}
+    assert forwarded.read() == b"body"
+    assert [k for k, _ in forwarded.headers.multi_items()] == [
+        k for k, _ in original.headers.multi_items()
+    ]
+    assert (original.url, original.headers.multi_items()) == before  # never mutated
+
+
+class FakeBackend(httpcore.NetworkBackend):
+    """Records each connect; addresses in ``fail`` raise the given httpcore error."""
+
+    def __init__(self, fail: dict[str, Exception]) -> None:
+        self.calls: list[tuple[str, int, float | None]] = []
+        self.fail = fail
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        self.calls.append((host, port, timeout))
+        if host in self.fail:
+            raise self.fail[host]
+        return httpcore.MockStream([])
+
+
+MULTI_ROUTE = Route("multi-api", MULTI, ("10.0.0.1", "10.0.0.2", "::1"), 443, MULTI)
+
+
+def test_pinned_backend_tries_each_address_in_order_with_the_whole_timeout() -> None:
+    fake = FakeBackend({"10.0.0.1": httpcore.ConnectError("refused")})
+    backend = kubealias.httpx._PinnedBackend(MULTI_ROUTE, fake)
+
+    backend.connect_tcp(MULTI, 443, timeout=3.0)
+
+    assert fake.calls == [("10.0.0.1", 443, 3.0), ("10.0.0.2", 443, 3.0)]
+
+
+@pytest.mark.parametrize(
+    ("errors", "kind"),
+    [
+        ([httpcore.ConnectTimeout("t")] * 3, httpcore.ConnectTimeout),
+        (
+            [
+                httpcore.ConnectTimeout("t"),
+                httpcore.ConnectError("r"),
+                httpcore.ConnectTimeout("t"),
+            ],
+            httpcore.ConnectError,
+        ),
+    ],
+)
+def test_pinned_backend_reports_every_address(errors: list[Exception], kind: type) -> None:
+    fake = FakeBackend(dict(zip(MULTI_ROUTE.addresses, errors, strict=True)))
+    backend = kubealias.httpx._PinnedBackend(MULTI_ROUTE, fake)
+
+    with pytest.raises((httpcore.ConnectError, httpcore.ConnectTimeout)) as info:
+        backend.connect_tcp(MULTI, 443)
+
+    assert type(info.value) is kind
+    assert str(info.value).startswith(f"cannot connect to {MULTI}: 10.0.0.1:443 (")
+    assert "10.0.0.2:443" in str(info.value) and "[::1]:443" in str(info.value)
+
+
+@pytest.mark.parametrize(("host", "port"), [("payment.example.test", 443), (MULTI, 8443)])
+def test_pinned_backend_refuses_another_origin(host: str, port: int) -> None:
+    fake = FakeBackend({})
+    backend = kubealias.httpx._PinnedBackend(MULTI_ROUTE, fake)
+
+    with pytest.raises(httpcore.ConnectError, match="refusing"):
+        backend.connect_tcp(host, port)
+    assert fake.calls == []
+
+
+# --- sync: the alias path -------------------------------------------------------------------------
+
+
+def test_alias_is_verified_as_the_external_name(
+    client: httpx.Client, server: TLSEchoServer, lookups: list[str]
+) -> None:
+    response = client.get(url(server, "payment-api", "/v1/charges"))
+
+    assert response.status_code == 200
+    body = echo(response)
+    assert body["sni"] == PAYMENT
+    assert body["host"] == f"{PAYMENT}:{server.port}"
+    assert body["path"] == "/v1/charges"
+    assert response.request.url.host == "payment-api"  # the client's request is untouched
+    assert lookups == []  # connected to the cluster DNS's address, no lookup of any name
+
+
+def test_connection_is_reused(client: httpx.Client, server: TLSEchoServer) -> None:
+    before = len(server.connections)
+    ids = {echo(client.get(url(server, "payment-api")))["conn"] for _ in range(5)}
+
+    assert len(ids) == 1
+    assert server.connections[before:] == [PAYMENT]  # one handshake for five requests
+
+
+def test_two_aliases_on_one_address_never_share_a_connection(
+    client: httpx.Client, transport: HTTPTransport, server: TLSEchoServer
+) -> None:
+    seen: dict[str, set[int]] = {PAYMENT: set(), SECOND: set()}
+    for _ in range(4):
+        for service, name in (("payment-api", PAYMENT), ("second-api", SECOND)):
+            body = echo(client.get(url(server, service)))
+            assert (body["sni"], body["host"]) == (name, f"{name}:{server.port}")
+            seen[name].add(body["conn"])
+
+    assert len(seen[PAYMENT]) == len(seen[SECOND]) == 1
+    assert not seen[PAYMENT] & seen[SECOND]
+    assert len(transport._routes) == 2
+
+
+def test_rewrite_host_false_keeps_the_host_header(
+    resolver: Resolver, trust: ssl.SSLContext, server: TLSEchoServer
+) -> None:
+    kt = HTTPTransport(verify=trust, resolver=resolver, rewrite_host=False)
+    with httpx.Client(transport=kt) as client:
+        body = echo(client.get(url(server, "payment-api")))
+
+    assert body["sni"] == PAYMENT
+    assert body["host"] == f"payment-api:{server.port}"
+
+
+def test_explicit_host_header_is_kept(client: httpx.Client, server: TLSEchoServer) -> None:
+    response = client.get(url(server, "payment-api"), headers={"Host": "api.example.com"})
+
+    assert echo(response)["host"] == "api.example.com"
+    assert echo(response)["sni"] == PAYMENT
+
+
+def test_redirect_to_another_host_does_not_carry_the_rewritten_host(
+    client: httpx.Client, server: TLSEchoServer
+) -> None:
+    target = url(server, "localhost", "/final")
+    response = client.get(
+        url(server, "payment-api", "/redirect"), params={"to": target}, follow_redirects=True
+    )
+
+    assert response.status_code == 200
+    (hop,) = response.history
+    assert echo(hop)["host"] == f"{PAYMENT}:{server.port}"
+    final = echo(response)
+    assert (final["sni"], final["host"], final["path"]) == (
+        "localhost",
+        f"localhost:{server.port}",
+        "/final",
+    )
+
+
+def test_redirect_within_the_alias_is_rewritten_again(
+    client: httpx.Client, server: TLSEchoServer
+) -> None:
+    target = url(server, "payment-api", "/final")
+    response = client.get(
+        url(server, "payment-api", "/redirect"), params={"to": target}, follow_redirects=True
+    )
+
+    final = echo(response)
+    assert (final["sni"], final["host"], final["path"]) == (
+        PAYMENT,
+        f"{PAYMENT}:{server.port}",
+        "/final",
+    )
+
+
+def test_post_body_and_streaming_response(client: httpx.Client, server: TLSEchoServer) -> None:
+    with client.stream("POST", url(server, "payment-api"), content=b"charge=1") as response:
+        body = b"".join(response.iter_bytes())
+
+    assert httpx.Response(200, content=body).json()["body"] == "charge=1"
+
+
+# --- sync: names that are not aliases -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("host", "sni"), [("localhost", "localhost"), ("127.0.0.1", None)])
+def test_non_alias_goes_through_the_base_transport_unchanged(
+    transport: HTTPTransport,
+    server: TLSEchoServer,
+    dns: ClusterDNS,
+    monkeypatch: pytest.MonkeyPatch,
+    host: str,
+    sni: str | None,
+) -> None:
+    seen: list[httpx.Request] = []
+    base = transport._base.handle_request
+
+    def spy(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return base(request)
+
+    monkeypatch.setattr(transport._base, "handle_request", spy)
+    dns.reset_queries()
+    with httpx.Client(transport=transport) as client:
+        response = client.get(url(server, host))
+
+    assert response.status_code == 200
+    assert (echo(response)["sni"], echo(response)["host"]) == (sni, f"{host}:{server.port}")
+    assert seen == [response.request]  # the very request object, to httpx's own transport
+    assert len(transport._routes) == 0
+    assert dns.queries == []  # no DNS query for a name that cannot be a service
+
+
+# --- sync: verification ---------------------------------------------------------------------------
+
+
+def test_verification_stays_on(client: httpx.Client, server: TLSEchoServer) -> None:
+    # The server has no certificate for wrong.example.test: it presents its default one.
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        client.get(url(server, "wrong-api"))
+
+
+def test_default_verification_uses_the_system_trust_store(
+    resolver: Resolver, server: TLSEchoServer
+) -> None:
+    kt = HTTPTransport(resolver=resolver)  # verify=True: the test CA is not trusted
+    context = kt._options["verify"]
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    with httpx.Client(transport=kt) as client, pytest.raises(httpx.ConnectError):
+        client.get(url(server, "payment-api"))
+
+
+def test_verify_false_is_the_callers_choice(resolver: Resolver, server: TLSEchoServer) -> None:
+    with httpx.Client(transport=HTTPTransport(verify=False, resolver=resolver)) as client:
+        response = client.get(url(server, "wrong-api"))
+
+    # Not verified, as asked; the SNI is still the TLS name, which this server does not serve.
+    assert response.status_code == 421
+    assert echo(response)["sni"] == WRONG
+
+
+# --- sync: failures -------------------------------------------------------------------------------
+
+
+def test_resolution_failure_is_a_connect_error(
+    client: httpx.Client, dns: ClusterDNS, server: TLSEchoServer
+) -> None:
+    dns.external_name("broken-api", "production", "broken.example.test")
+    dns.fault("broken-api.production.svc.cluster.local", "servfail")
+
+    with pytest.raises(httpx.ConnectError) as info:
+        client.get(url(server, "broken-api"))
+
+    cause = info.value.__cause__
+    assert isinstance(cause, ResolutionError)
+    assert str(info.value) == str(cause)
+    assert "cannot resolve 'broken-api'" in str(info.value)
+    assert info.value.request.url.host == "broken-api"
+
+
+def test_policy_refusal_is_a_connect_error(
+    dns: ClusterDNS, trust: ssl.SSLContext, server: TLSEchoServer
+) -> None:
+    resolver = dns.resolver(timeout=1, allowed_targets=["*.allowed.test"])
+    with (
+        httpx.Client(transport=HTTPTransport(verify=trust, resolver=resolver)) as client,
+        pytest.raises(httpx.ConnectError, match="ALLOWED_TARGETS") as info,
+    ):
+        client.get(url(server, "payment-api"))
+
+    assert isinstance(info.value.__cause__, PolicyError)
+
+
+def test_first_address_refusing_moves_to_the_next(
+    client: httpx.Client, resolver: Resolver, server: TLSEchoServer
+) -> None:
+    assert resolver.resolve("multi-api").addresses == ("127.0.0.2", "127.0.0.1")
+
+    body = echo(client.get(url(server, "multi-api")))
+
+    assert (body["sni"], body["host"]) == (MULTI, f"{MULTI}:{server.port}")
+
+
+def test_no_address_accepting_lists_every_address(
+    client: httpx.Client, server: TLSEchoServer
+) -> None:
+    with pytest.raises(httpx.ConnectError) as info:
+        client.get(url(server, "dead-api"))
+
+    message = str(info.value)
+    assert f"cannot connect to {DEAD}" in message
+    assert f"127.0.0.2:{server.port}" in message
+    assert f"127.0.0.3:{server.port}" in message
+
+
+# --- sync: proxies --------------------------------------------------------------------------------
+
+
+def test_proxy_connect_goes_to_the_tls_name(
+    resolver: Resolver, trust: ssl.SSLContext, server: TLSEchoServer
+) -> None:
+    with ConnectProxy() as proxy:
+        kt = HTTPTransport(verify=trust, resolver=resolver, proxy=proxy.url)
+        with httpx.Client(transport=kt) as client:
+            body = echo(client.get(url(server, "payment-api")))
+            other = echo(client.get(url(server, "localhost")))
+
+    assert proxy.targets == [f"{PAYMENT}:{server.port}", f"localhost:{server.port}"]
+    assert (body["sni"], body["host"]) == (PAYMENT, f"{PAYMENT}:{server.port}")
+    assert other["host"] == f"localhost:{server.port}"
+    assert len(kt._routes) == 0  # the proxy connects: nothing pinned
+
+
+# --- sync: threads, eviction, closing -------------------------------------------------------------
+
+
+def test_threads_share_one_client(
+    client: httpx.Client, transport: HTTPTransport, server: TLSEchoServer
+) -> None:
+    pairs = (("payment-api", PAYMENT), ("second-api", SECOND))
+
+    def work(worker: int) -> int:
+        for n in range(50):
+            service, name = pairs[(worker + n) % 2]
+            response = client.get(url(server, service))
+            body = echo(response)
+            assert response.status_code == 200
+            assert (body["sni"], body["host"]) == (name, f"{name}:{server.port}")
+        return worker
+
+    with ThreadPoolExecutor(16) as pool:
+        assert sorted(pool.map(work, range(16))) == list(range(16))
+    assert len(transport._routes) == 2
+
+
+def test_evicted_route_closes_after_its_last_response(
+    monkeypatch: pytest.MonkeyPatch,
+    resolver: Resolver,
+    trust: ssl.SSLContext,
+    server: TLSEchoServer,
+) -> None:
+    monkeypatch.setattr(kubealias.httpx, "_MAX_ROUTES", 1)
+    kt = HTTPTransport(verify=trust, resolver=resolver)
+    closed: list[str] = []
+    with httpx.Client(transport=kt) as client:
+        with client.stream("GET", url(server, "payment-api")) as streaming:
+            (slot,) = kt._routes._slots.values()
+            inner_close = slot.transport.close
+
+            def close() -> None:
+                closed.append(PAYMENT)
+                inner_close()
+
+            monkeypatch.setattr(slot.transport, "close", close)
+            assert echo(client.get(url(server, "second-api")))["sni"] == SECOND
+            assert closed == []  # evicted, but a response is still streaming from it
+            streaming.read()
+        assert closed == [PAYMENT]
+        assert echo(streaming)["sni"] == PAYMENT
+        assert echo(client.get(url(server, "payment-api")))["sni"] == PAYMENT  # a new pool
+
+
+def test_route_cache_closes_idle_evictions_now_and_busy_ones_later() -> None:
+    cache: kubealias.httpx._RouteCache[str] = kubealias.httpx._RouteCache(1)
+    a, idle = cache.acquire(("https", "a", 443, ()), lambda: "A")
+    assert idle == []
+    b, idle = cache.acquire(("https", "b", 443, ()), lambda: "B")
+    assert idle == []  # A is evicted but busy
+    assert cache.release(b) is False  # B is cached: stays open
+    assert cache.release(a) is True  # A's last use: close it now
+    _, idle = cache.acquire(("https", "c", 443, ()), lambda: "C")
+    assert idle == ["B"]  # idle when evicted: close at once
+    assert cache.drain() == ["C"]
+    assert len(cache) == 0
+
+
+def test_close_closes_every_inner_transport(
+    resolver: Resolver, trust: ssl.SSLContext, server: TLSEchoServer
+) -> None:
+    with HTTPTransport(verify=trust, resolver=resolver) as kt:
+        for service in ("payment-api", "second-api"):
+            response = kt.handle_request(httpx.Request("GET", url(server, service)))
+            response.read()
+            response.close()
+        inner = [slot.transport for slot in kt._routes._slots.values()]
+        assert len(inner) == 2
+        assert all(t._pool.connections for t in inner)
+
+    assert len(kt._routes) == 0
+    assert not any(t._pool.connections for t in inner)
+
+
+def test_missing_httpx_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "httpx", None)
+    monkeypatch.delitem(sys.modules, "kubealias.httpx")
+
+    with pytest.raises(ImportError, match=r"pip install 'kubealias\[httpx\]'"):
+        importlib.import_module("kubealias.httpx")
+
+
+# --- async ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def aclient(resolver: Resolver, trust: ssl.SSLContext) -> Any:
+    async with httpx.AsyncClient(
+        transport=AsyncHTTPTransport(verify=trust, resolver=resolver)
+    ) as c:
+        yield c
+
+
+async def test_async_alias_is_verified_as_the_external_name(
+    aclient: httpx.AsyncClient, server: TLSEchoServer, lookups: list[str]
+) -> None:
+    before = len(server.connections)
+    bodies = [echo(await aclient.get(url(server, "payment-api"))) for _ in range(3)]
+
+    assert {(b["sni"], b["host"]) for b in bodies} == {(PAYMENT, f"{PAYMENT}:{server.port}")}
+    assert server.connections[before:] == [PAYMENT]  # reused
+    assert lookups == []
+
+
+async def test_async_two_aliases_never_share_a_connection(
+    aclient: httpx.AsyncClient, server: TLSEchoServer
+) -> None:
+    seen: dict[str, set[int]] = {PAYMENT: set(), SECOND: set()}
+    for _ in range(3):
+        for service, name in (("payment-api", PAYMENT), ("second-api", SECOND)):
+            body = echo(await aclient.get(url(server, service)))
+            assert (body["sni"], body["host"]) == (name, f"{name}:{server.port}")
+            seen[name].add(body["conn"])
+
+    assert len(seen[PAYMENT]) == len(seen[SECOND]) == 1
+    assert not seen[PAYMENT] & seen[SECOND]
+
+
+async def test_async_path_uses_aresolve_only(
+    monkeypatch: pytest.MonkeyPatch,
+    resolver: Resolver,
+    trust: ssl.SSLContext,
+    server: TLSEchoServer,
+) -> None:
+    def blocking(host: str) -> None:
+        raise AssertionError(f"the async transport called the blocking resolve({host!r})")
+
+    monkeypatch.setattr(resolver, "resolve", blocking)
+    kt = AsyncHTTPTransport(verify=trust, resolver=resolver)
+    async with httpx.AsyncClient(transport=kt) as client:
+        response = await client.get(url(server, "payment-api"))
+
+    assert echo(response)["sni"] == PAYMENT
+
+
+async def test_async_explicit_host_and_rewrite_host_false(
+    resolver: Resolver, trust: ssl.SSLContext, server: TLSEchoServer
+) -> None:
+    kt = AsyncHTTPTransport(verify=trust, resolver=resolver, rewrite_host=False)
+    async with httpx.AsyncClient(transport=kt) as client:
+        kept = echo(await client.get(url(server, "payment-api")))
+        explicit = echo(
+            await client.get(url(server, "second-api"), headers={"Host": "api.example.com"})
+        )
+
+    assert (kept["sni"], kept["host"]) == (PAYMENT, f"payment-api:{server.port}")
+    assert (explicit["sni"], explicit["host"]) == (SECOND, "api.example.com")
+
+
+async def test_async_non_alias_passes_through(
+    aclient: httpx.AsyncClient, server: TLSEchoServer
+) -> None:
+    body = echo(await aclient.get(url(server, "localhost")))
+
+    assert (body["sni"], body["host"]) == ("localhost", f"localhost:{server.port}")
+
+
+async def test_async_failures(
+    aclient: httpx.AsyncClient, dns: ClusterDNS, server: TLSEchoServer
+) -> None:
+    dns.external_name("broken-api", "production", "broken.example.test")
+    dns.fault("broken-api.production.svc.cluster.local", "servfail")
+
+    with pytest.raises(httpx.ConnectError) as info:
+        await aclient.get(url(server, "broken-api"))
+    assert isinstance(info.value.__cause__, KubeAliasError)
+    assert str(info.value) == str(info.value.__cause__)
+
+    with pytest.raises(httpx.ConnectError, match=r"127\.0\.0\.2:.*127\.0\.0\.3:"):
+        await aclient.get(url(server, "dead-api"))
+
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        await aclient.get(url(server, "wrong-api"))
+
+
+async def test_async_first_address_refusing_moves_to_the_next(
+    aclient: httpx.AsyncClient, server: TLSEchoServer
+) -> None:
+    body = echo(await aclient.get(url(server, "multi-api")))
+
+    assert (body["sni"], body["host"]) == (MULTI, f"{MULTI}:{server.port}")
+
+
+async def test_async_redirect_to_another_host(
+    aclient: httpx.AsyncClient, server: TLSEchoServer
+) -> None:
+    target = url(server, "localhost", "/final")
+    response = await aclient.get(
+        url(server, "payment-api", "/redirect"), params={"to": target}, follow_redirects=True
+    )
+
+    assert echo(response.history[0])["host"] == f"{PAYMENT}:{server.port}"
+    assert echo(response)["host"] == f"localhost:{server.port}"
+
+
+async def test_async_streaming_and_aclose(
+    resolver: Resolver, trust: ssl.SSLContext, server: TLSEchoServer
+) -> None:
+    kt = AsyncHTTPTransport(verify=trust, resolver=resolver)
+    async with httpx.AsyncClient(transport=kt) as client:
+        async with client.stream("GET", url(server, "payment-api")) as response:
+            body = b"".join([chunk async for chunk in response.aiter_bytes()])
+        inner = [slot.transport for slot in kt._routes._slots.values()]
+
+    assert httpx.Response(200, content=body).json()["sni"] == PAYMENT
+    assert len(kt._routes) == 0
+    assert inner and not any(t._pool.connections for t in inner)
