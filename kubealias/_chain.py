@@ -15,7 +15,6 @@ import dns.message
 import dns.name
 import dns.rcode
 import dns.rdatatype
-import dns.rrset
 
 from ._errors import ChainError
 from ._names import in_domain, is_ip_literal, is_valid_hostname
@@ -85,20 +84,28 @@ def read_response(family: Family, response: dns.message.Message) -> str | None:
         family.detail = dns.rcode.to_text(rcode)
         return None
     # Index the answer by owner; anything not reached from the chain is never looked at.
-    cnames: dict[str, tuple[dns.rrset.RRset, int]] = {}
+    # Responses are parsed one record per RRset (one_rr_per_rrset), so that two CNAMEs at
+    # one owner stay visible instead of one silently replacing the other.
+    cnames: dict[str, list[tuple[dns.name.Name, int]]] = {}
     addresses: dict[str, tuple[list[str], int]] = {}
     for rrset in response.answer:
         owner = _text(rrset.name)
-        if rrset.rdtype == dns.rdatatype.CNAME and len(rrset):
-            cnames.setdefault(owner, (rrset, int(rrset.ttl)))
+        ttl = int(rrset.ttl)
+        if rrset.rdtype == dns.rdatatype.CNAME:
+            cnames.setdefault(owner, []).extend((rdata.target, ttl) for rdata in rrset)
         elif rrset.rdtype == family.rdtype:
-            addresses.setdefault(owner, ([rdata.address for rdata in rrset], int(rrset.ttl)))
+            found, least = addresses.get(owner, ([], ttl))
+            found.extend(rdata.address for rdata in rrset if rdata.address not in found)
+            addresses[owner] = (found, min(least, ttl))
     start = len(family.chain)
     current = family.chain[-1]
     while current in cnames:
-        rrset, ttl = cnames[current]
-        target = _target_text(family, current, rrset[0].target)
-        family.ttls.append(ttl)
+        records = cnames[current]
+        targets = {target for target, _ in records}
+        if len(targets) > 1:  # RFC 2181 §10.1: one CNAME per name; which one would we trust?
+            raise ChainError(f"{current} has {len(targets)} CNAME records", chain=family.chain)
+        target = _target_text(family, current, records[0][0])
+        family.ttls.append(min(ttl for _, ttl in records))
         _extend(family, target)
         current = target
     if current in addresses:

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from ._errors import KubeAliasError
 from ._models import Resolution
 from ._resolver import Resolver
 
@@ -36,7 +35,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
         return 2
     try:
         status: int = args.run(args, out)
-    except KubeAliasError as exc:
+    except (OSError, ValueError) as exc:  # KubeAliasError, a bad --cafile, an unknown host...
         if getattr(args, "json", False):
             _dump(out, {"error": str(exc), "type": type(exc).__name__})
         else:
@@ -168,14 +167,22 @@ class Handshake:
 
 
 def split_target(target: str, default_port: int) -> tuple[str, int]:
-    """``host``, ``host:port``, ``[v6]:port`` -> (host, port)."""
+    """``host``, ``host:port``, ``[v6]:port`` -> (host, port).
+
+    Raises:
+        ValueError: the port is not a number from 1 to 65535.
+    """
+    host, port_text = target, ""
     if target.startswith("["):
         host, _, rest = target[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else default_port
-    if target.count(":") == 1:
-        host, port = target.split(":")
-        return host, int(port)
-    return target, default_port
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif target.count(":") == 1:
+        host, port_text = target.split(":")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"{target!r}: the port must be a number from 1 to 65535")
+    return host, int(port_text)
 
 
 def _connect(address: str, port: int, timeout: float, postgres: bool) -> socket.socket:

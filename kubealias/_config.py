@@ -92,12 +92,12 @@ def parse_resolv_conf(
             nameservers.append((str(ip), 53))
         elif keyword == "domain" and args:
             search = [args[0]]
-        elif keyword == "search":
+        elif keyword == "search" and args:  # glibc ignores a search line with no domain
             search = list(args)
         elif keyword == "options":
             options.extend(args)
     environ = environ or {}
-    if environ.get("LOCALDOMAIN"):
+    if "LOCALDOMAIN" in environ:  # even empty: glibc then searches nothing
         search = environ["LOCALDOMAIN"].split()
     if environ.get("RES_OPTIONS"):
         options.extend(environ["RES_OPTIONS"].split())

@@ -145,7 +145,12 @@ def candidates(host: str, search: Sequence[str], ndots: int) -> list[str]:
             if candidate and len(candidate) <= MAX_NAME and candidate not in out:
                 out.append(candidate)
 
-    searched = [name if domain in (".", "") else f"{name}.{domain}" for domain in search]
+    searched = []
+    for domain in search:
+        candidate = name if domain in (".", "") else f"{name}.{domain}"
+        if len(candidate) > MAX_NAME:
+            break  # glibc: the query cannot be built (NO_RECOVERY), the search list ends here
+        searched.append(candidate)
     if as_is_first:
         add([name])
     add(searched)

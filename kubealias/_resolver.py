@@ -41,6 +41,11 @@ log.addHandler(logging.NullHandler())
 #: After a failed refresh, serve the stale answer for this long before asking the server again
 #: (RFC 8767 §4 "failure recheck"; kept short so recovery is seen within one cluster TTL).
 STALE_RECHECK = 1.0
+#: Seconds a resolution failure is cached, so that a failing name is not asked again on every
+#: call (RFC 9520 §3.2: at least 1 second).
+FAILURE_TTL = 1.0
+#: Grace a waiter gives a concurrent lookup past that lookup's own deadline.
+_WAIT_GRACE = 0.05
 
 _warned_no_allowlist = False
 _warn_lock = threading.Lock()
@@ -53,11 +58,14 @@ class _Abandoned(Exception):
 class _Flight:
     """One lookup in progress, shared by every caller that misses on the same name."""
 
-    __slots__ = ("future", "thread")
+    __slots__ = ("deadline", "future", "thread")
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float, thread: int) -> None:
         self.future: concurrent.futures.Future[Resolution] = concurrent.futures.Future()
-        self.thread = threading.get_ident()
+        #: time.monotonic() by which the leader gives up: no waiter waits longer than this.
+        self.deadline = deadline
+        #: The thread running the lookup (0 for a background refresh).
+        self.thread = thread
 
 
 def _read_hosts(path: str | os.PathLike[str] | None) -> frozenset[str]:
@@ -223,15 +231,17 @@ class Resolver:
         cfg = self.config
         now = self._clock()
         if outcome.kind == "failure":
-            stale = self._serve_stale(entry, now, outcome.detail, host)
+            stale = self._serve_stale(entry, now, outcome)
             if stale is not None:
                 return stale
-            raise ResolutionError(
+            error = ResolutionError(
                 f"DNS failure: {outcome.detail}",
                 name=host,
                 chain=outcome.chain,
                 tried=[f"{n} ({r})" for n, r in outcome.tried],
             )
+            self._cache.put(host, Entry(error, now + FAILURE_TTL))
+            raise error
         if outcome.kind == "notfound":
             ttl = min(max(outcome.ttl, cfg.min_ttl), cfg.max_ttl)
             return self._pass(
@@ -240,7 +250,17 @@ class Resolver:
                 ttl=ttl,
                 tried=outcome.tried,
             )
-        expires = now + min(max(outcome.ttl, cfg.min_ttl), cfg.max_ttl)
+        ttl = min(max(outcome.ttl, cfg.min_ttl), cfg.max_ttl)
+        if not in_domain(outcome.fqdn, cfg.cluster_domain):
+            # The resolver reached a name outside the cluster before any Service answered
+            # (ndots, or a non-cluster search domain first): not a Service, not our business.
+            return self._pass(
+                host,
+                f"passed through: answered by {outcome.fqdn}, outside {cfg.cluster_domain}",
+                ttl=ttl,
+                tried=outcome.tried,
+            )
+        expires = now + ttl
         override = cfg.aliases.get(outcome.fqdn)
         tls_name = override or choose_tls_name(outcome.chain, cfg.cluster_domain)
         if tls_name is None:
@@ -303,43 +323,91 @@ class Resolver:
                 )
         return None
 
-    def _serve_stale(
-        self, entry: Entry | None, now: float, detail: str, host: str
-    ) -> Resolution | None:
-        """RFC 8767: the previous answer, marked stale, while within KUBEALIAS_MAX_STALE."""
-        if entry is None or not isinstance(entry.value, Resolution):
+    def _serve_stale(self, entry: Entry | None, now: float, outcome: Outcome) -> Resolution | None:
+        """RFC 8767: the previous answer, marked stale, while within KUBEALIAS_MAX_STALE.
+
+        Only for a server failure: if the name that answered before now gets NXDOMAIN or
+        NODATA (a later search candidate failing does not change that), the answer is gone and
+        is never served again.
+        """
+        if entry is None or not isinstance(entry.value, Resolution) or not entry.value.chain:
             return None
-        if not entry.value.chain or now > entry.expires + self.config.max_stale:
+        if now > entry.expires + self.config.max_stale:
+            return None
+        gone = {n for n, r in outcome.tried if r.startswith(("NXDOMAIN", "NODATA"))}
+        if entry.value.fqdn in gone:
             return None
         if entry.failed_at is None:
-            log.warning("DNS failure for %s (%s): serving the previous answer", host, detail)
+            log.warning(
+                "DNS failure for %s (%s): serving the previous answer for up to %g s",
+                entry.value.name,
+                outcome.detail,
+                entry.expires + self.config.max_stale - now,
+            )
         entry.failed_at = now
-        return replace(entry.value, stale=True)
+        return self._stale(entry, f"DNS failure ({outcome.detail})", outcome.tried)
 
-    def _stale_without_query(self, entry: Entry | None) -> Resolution | None:
-        """A stale answer that may be served at once: a refresh failed less than
-        STALE_RECHECK ago (or one is in flight), and the answer is within max_stale."""
+    @staticmethod
+    def _stale(entry: Entry, why: str, tried: Any = None) -> Resolution:
+        value = entry.value
+        assert isinstance(value, Resolution)
+        return replace(
+            value,
+            stale=True,
+            reason=f"stale: {why}; serving the previous answer ({value.reason})",
+            candidates=value.candidates if tried is None else tuple(tried),
+        )
+
+    def _stale_ready(self, entry: Entry | None) -> Resolution | None:
+        """The stale answer to serve at once: a refresh of this entry already failed (we are
+        in an outage) and the answer is still within max_stale."""
         if entry is None or entry.failed_at is None or not isinstance(entry.value, Resolution):
             return None
-        now = self._clock()
-        if now - entry.failed_at >= STALE_RECHECK or now > entry.expires + self.config.max_stale:
+        if self._clock() > entry.expires + self.config.max_stale:
             return None
-        return replace(entry.value, stale=True)
+        return self._stale(entry, "the DNS server failed at the last refresh")
+
+    def _refresh_later(self, host: str, names: list[str], entry: Entry) -> None:
+        """RFC 8767 §5: while serving stale, refresh in the background, at most once per
+        STALE_RECHECK, so no caller waits out the timeout during an outage."""
+        if entry.failed_at is not None and self._clock() - entry.failed_at < STALE_RECHECK:
+            return
+        deadline = time.monotonic() + self.config.timeout
+        flight, leader = self._join(host, deadline, background=True)
+        if not leader:
+            return
+
+        def refresh() -> None:
+            outcome: Resolution | BaseException = _Abandoned()
+            try:
+                outcome = self._lookup_sync(host, names, entry, deadline)
+            except BaseException as exc:  # the waiters get it; nobody else is listening
+                outcome = exc
+            finally:
+                self._land(host, flight, outcome)
+
+        threading.Thread(target=refresh, name=f"kubealias-refresh-{host}", daemon=True).start()
 
     # --- single flight ------------------------------------------------------------------
 
-    def _join(self, host: str) -> tuple[_Flight, bool]:
+    def _join(self, host: str, deadline: float, background: bool = False) -> tuple[_Flight, bool]:
         with self._lock:
             flight = self._flights.get(host)
             if flight is not None:
                 return flight, False
-            flight = self._flights[host] = _Flight()
+            thread = 0 if background else threading.get_ident()
+            flight = self._flights[host] = _Flight(deadline, thread)
             return flight, True
 
-    def _land(self, host: str, flight: _Flight, result: Resolution | BaseException) -> None:
+    def _drop(self, host: str, flight: _Flight) -> None:
         with self._lock:
             if self._flights.get(host) is flight:
                 del self._flights[host]
+
+    def _land(self, host: str, flight: _Flight, result: Resolution | BaseException) -> None:
+        self._drop(host, flight)
+        if flight.future.done():  # pragma: no cover - dropped as stuck, then finished anyway
+            return
         if isinstance(result, Resolution):
             flight.future.set_result(result)
         elif isinstance(result, KubeAliasError):
@@ -351,42 +419,50 @@ class Resolver:
         entry = self._cache.get(host)
         return entry if entry is not None and entry.expires > self._clock() else None
 
+    def _gave_up(self, host: str) -> ResolutionError:
+        return ResolutionError(
+            f"no answer within KUBEALIAS_TIMEOUT={self.config.timeout:g} s "
+            "(a concurrent lookup of the same name did not finish)",
+            name=host,
+        )
+
     def _resolve_slow(self, host: str, entry: Entry | None) -> Resolution:
         plan = self._plan(host)
         if isinstance(plan, Resolution):
             return plan
+        stale = self._stale_ready(entry)
+        if stale is not None and entry is not None:
+            self._refresh_later(host, plan, entry)
+            return stale
+        deadline = time.monotonic() + self.config.timeout
         while True:
-            flight, leader = self._join(host)
+            flight, leader = self._join(host, deadline)
             if not leader:
-                stale = self._stale_without_query(entry)
-                if stale is not None:
-                    return stale
                 if flight.thread == threading.get_ident():
                     # An async lookup of this name is running on this thread's event loop and
                     # this synchronous call blocks that loop: waiting would deadlock.
-                    return self._lookup_sync(host, plan, entry)
+                    return self._lookup_sync(host, plan, entry, deadline)
+                wait = min(deadline, flight.deadline) + _WAIT_GRACE - time.monotonic()
                 try:
-                    return flight.future.result(self.config.timeout + 1.0)
+                    return flight.future.result(max(wait, 0.0))
                 except _Abandoned:
                     continue
                 except concurrent.futures.TimeoutError:
-                    raise ResolutionError(
-                        "timed out waiting for a concurrent lookup of the same name", name=host
-                    ) from None
+                    self._drop(host, flight)  # stuck past its deadline: nobody joins it again
+                    if time.monotonic() < deadline:
+                        continue
+                    raise self._gave_up(host) from None
                 except KubeAliasError as exc:
                     raise copy.copy(exc) from None
             outcome: Resolution | BaseException = _Abandoned()
             try:
                 fresh = self._fresh(host)
-                if fresh is not None:
-                    entry = fresh
-                    if not isinstance(fresh.value, Resolution):
-                        raise copy.copy(fresh.value)
+                if fresh is None:
+                    outcome = self._lookup_sync(host, plan, entry, deadline)
+                elif isinstance(fresh.value, Resolution):
                     outcome = fresh.value
                 else:
-                    outcome = self._stale_without_query(entry) or self._lookup_sync(
-                        host, plan, entry
-                    )
+                    raise copy.copy(fresh.value)
                 return outcome
             except BaseException as exc:
                 outcome = exc
@@ -398,34 +474,38 @@ class Resolver:
         plan = self._plan(host)
         if isinstance(plan, Resolution):
             return plan
+        stale = self._stale_ready(entry)
+        if stale is not None and entry is not None:
+            self._refresh_later(host, plan, entry)
+            return stale
+        deadline = time.monotonic() + self.config.timeout
         while True:
-            flight, leader = self._join(host)
+            flight, leader = self._join(host, deadline)
             if not leader:
-                stale = self._stale_without_query(entry)
-                if stale is not None:
-                    return stale
+                wait = min(deadline, flight.deadline) + _WAIT_GRACE - time.monotonic()
+                # shield: a waiter that is cancelled or times out must not cancel the shared
+                # future the other waiters are on.
                 waiter = asyncio.shield(asyncio.wrap_future(flight.future))
                 try:
-                    return await asyncio.wait_for(waiter, self.config.timeout + 1.0)
+                    return await asyncio.wait_for(waiter, max(wait, 0.0))
                 except _Abandoned:
                     continue
                 except asyncio.TimeoutError:
-                    raise ResolutionError(
-                        "timed out waiting for a concurrent lookup of the same name", name=host
-                    ) from None
+                    self._drop(host, flight)
+                    if time.monotonic() < deadline:
+                        continue
+                    raise self._gave_up(host) from None
                 except KubeAliasError as exc:
                     raise copy.copy(exc) from None
             outcome: Resolution | BaseException = _Abandoned()
             try:
                 fresh = self._fresh(host)
-                if fresh is not None:
-                    if not isinstance(fresh.value, Resolution):
-                        raise copy.copy(fresh.value)
+                if fresh is None:
+                    outcome = await self._lookup_async(host, plan, entry, deadline)
+                elif isinstance(fresh.value, Resolution):
                     outcome = fresh.value
                 else:
-                    outcome = self._stale_without_query(entry) or await self._lookup_async(
-                        host, plan, entry
-                    )
+                    raise copy.copy(fresh.value)
                 return outcome
             except BaseException as exc:
                 outcome = exc
@@ -435,8 +515,9 @@ class Resolver:
 
     # --- running the lookup with I/O ---------------------------------------------------
 
-    def _lookup_sync(self, host: str, names: list[str], entry: Entry | None) -> Resolution:
-        deadline = time.monotonic() + self.config.timeout
+    def _lookup_sync(
+        self, host: str, names: list[str], entry: Entry | None, deadline: float
+    ) -> Resolution:
         steps = lookup(names)
         try:
             batch = next(steps)
@@ -445,10 +526,11 @@ class Resolver:
         except StopIteration as stop:
             return self._finish(host, stop.value, entry)
         except ChainError as exc:
-            raise ChainError(exc.reason, name=host, chain=exc.chain) from None
+            raise self._chain_error(host, exc) from None
 
-    async def _lookup_async(self, host: str, names: list[str], entry: Entry | None) -> Resolution:
-        deadline = time.monotonic() + self.config.timeout
+    async def _lookup_async(
+        self, host: str, names: list[str], entry: Entry | None, deadline: float
+    ) -> Resolution:
         steps = lookup(names)
         try:
             batch = next(steps)
@@ -458,7 +540,13 @@ class Resolver:
         except StopIteration as stop:
             return self._finish(host, stop.value, entry)
         except ChainError as exc:
-            raise ChainError(exc.reason, name=host, chain=exc.chain) from None
+            raise self._chain_error(host, exc) from None
+
+    def _chain_error(self, host: str, exc: ChainError) -> ChainError:
+        """The chain error with the name asked, cached like any failure (FAILURE_TTL)."""
+        error = ChainError(exc.reason, name=host, chain=exc.chain)
+        self._cache.put(host, Entry(error, self._clock() + FAILURE_TTL))
+        return error
 
     def _tries(self, deadline: float) -> Iterator[tuple[str, int, float]]:
         """(server, port, timeout) for each try, as glibc's res_send: every server, then again,

@@ -136,7 +136,11 @@ def _receive(
         return exc
     try:
         response = dns.message.from_wire(
-            wire, keyring=query.keyring, request_mac=query.mac, raise_on_truncation=True
+            wire,
+            keyring=query.keyring,
+            request_mac=query.mac,
+            raise_on_truncation=True,
+            one_rr_per_rrset=True,
         )
     except dns.message.Truncated as truncated:
         if not query.is_response(truncated.message()):  # type: ignore[no-untyped-call]
@@ -145,7 +149,7 @@ def _receive(
         if left <= 0:
             return _timeout()
         try:
-            return dns.query.tcp(query, server, left, port)
+            return dns.query.tcp(query, server, left, port, one_rr_per_rrset=True)
         except _FAILURES as exc:
             return exc
     except _FAILURES as exc:
@@ -168,13 +172,21 @@ async def _ask_async(question: Question, tries: Tries, deadline: float) -> Reply
         try:
             try:
                 response = await dns.asyncquery.udp(
-                    query, server, seconds, port, raise_on_truncation=True, ignore_unexpected=True
+                    query,
+                    server,
+                    seconds,
+                    port,
+                    raise_on_truncation=True,
+                    ignore_unexpected=True,
+                    one_rr_per_rrset=True,
                 )
             except dns.message.Truncated:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise _timeout() from None
-                response = await dns.asyncquery.tcp(query, server, left, port)
+                response = await dns.asyncquery.tcp(
+                    query, server, left, port, one_rr_per_rrset=True
+                )
         except _FAILURES as exc:
             last = exc
             continue

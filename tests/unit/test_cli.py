@@ -175,3 +175,17 @@ def test_python_dash_m(dns: ClusterDNS) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["tls_name"] == RDS
+
+
+@pytest.mark.parametrize(
+    "argv, text",
+    [
+        (["check", "database:abc"], "the port must be a number"),
+        (["check", "database:70000"], "the port must be a number"),
+        (["check", "database:443", "--cafile", "/nonexistent/ca.pem"], "No such file"),
+    ],
+)
+def test_check_usage_errors_are_one_line(dns: ClusterDNS, argv: list[str], text: str) -> None:
+    status, out = run(*argv)
+    assert status == 1
+    assert out.startswith("error: ") and text in out

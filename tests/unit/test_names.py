@@ -111,7 +111,8 @@ def test_candidates_glibc_order(host: str, ndots: int, want: list[str]) -> None:
 
 def test_candidates_skip_too_long_and_duplicates() -> None:
     long_domain = ".".join(["a" * 61] * 4)  # 247 characters: too long with "database."
-    assert candidates("database", [long_domain, "svc.cluster.local"], 5) == [
+    # as glibc: a search domain that makes the name too long ends the search list
+    assert candidates("database", ["svc.cluster.local", long_domain, "cluster.local"], 5) == [
         "database.svc.cluster.local",
         "database",
     ]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,15 @@ def clock() -> Clock:
 @pytest.fixture
 def resolver(dns: ClusterDNS, clock: Clock) -> Resolver:
     return dns.resolver(clock=clock, timeout=1)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def queries(dns: ClusterDNS, name: str = FQDN) -> tuple[int, int]:
@@ -297,6 +307,7 @@ def test_errors_reach_every_waiter(resolver: Resolver, dns: ClusterDNS) -> None:
         t.join()
     assert len(errors) == 16
     assert len({id(e) for e in errors}) == 16  # each caller raises its own copy
+    assert queries(dns) == (2, 2)  # one lookup (glibc retries SERVFAIL once: attempts=2)
 
 
 # --- serve-stale ----------------------------------------------------------------------------
@@ -317,10 +328,14 @@ def test_serve_stale_on_server_failure(dns: ClusterDNS, clock: Clock, fault: str
     asked = len(dns.queries)
     assert resolver.resolve("database").stale
     assert len(dns.queries) == asked
-    # the server comes back: the next refresh after the recheck interval is fresh again
+    # the server comes back: after the recheck interval a caller still gets the stale answer at
+    # once while a background refresh runs (RFC 8767 §5); the refreshed answer follows
     dns.clear_faults()
     clock.advance(1.5)
-    assert not resolver.resolve("database").stale
+    started = time.monotonic()
+    assert resolver.resolve("database").stale
+    assert time.monotonic() - started < 0.1
+    assert wait_for(lambda: not resolver.resolve("database").stale)
 
 
 def test_stale_bound(dns: ClusterDNS, clock: Clock) -> None:
@@ -388,7 +403,7 @@ def test_faults(dns: ClusterDNS, fault: str, error: type[Exception], text: str) 
     started = time.monotonic()
     with pytest.raises(error, match=text) as info:
         resolver.resolve(FQDN)
-    assert time.monotonic() - started < 0.5 + 0.5
+    assert time.monotonic() - started < 0.5 + 0.25
     assert FQDN in str(info.value)
     assert isinstance(info.value, OSError)
 
@@ -398,7 +413,7 @@ async def test_async_timeout_is_bounded(dns: ClusterDNS) -> None:
     started = time.monotonic()
     with pytest.raises(ResolutionError, match="timed out"):
         await dns.resolver(timeout=0.5).aresolve("database")
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 0.75
 
 
 def test_truncation_falls_back_to_tcp(dns: ClusterDNS) -> None:
@@ -415,10 +430,13 @@ def test_large_answer_over_tcp(dns: ClusterDNS) -> None:
 
 
 def test_wrong_owner_records_are_ignored(dns: ClusterDNS) -> None:
+    from kubealias.testing._server import EVIL_ADDRESS
+
     dns.fault(FQDN, "wrong_owner")
     r = dns.resolver().resolve("database")
     assert r.chain == (FQDN, RDS, EC2)
     assert r.addresses == ("127.0.0.10",)
+    assert EVIL_ADDRESS not in r.addresses
 
 
 def test_failover_to_second_nameserver(dns: ClusterDNS) -> None:
@@ -501,3 +519,107 @@ def test_default_resolver_from_environment(
         monkeypatch.setenv(key, value)
     kubealias.set_default_resolver(None)
     assert kubealias.resolve("database").tls_name == RDS
+
+
+# --- findings of the review: each a scenario that once went wrong -------------------------
+
+
+def test_stale_never_masks_nxdomain_of_the_answering_name(dns: ClusterDNS, clock: Clock) -> None:
+    resolver = dns.resolver(clock=clock, timeout=0.5)
+    assert resolver.resolve("database").is_alias
+    dns.remove_service("database", "production")  # the Service is deleted: NXDOMAIN ...
+    dns.fault("database.svc.cluster.local", "servfail")  # ... and a later candidate flakes
+    clock.advance(6)
+    with pytest.raises(ResolutionError, match="SERVFAIL"):
+        resolver.resolve("database")
+
+
+def test_failures_are_cached_briefly(dns: ClusterDNS, clock: Clock) -> None:
+    dns.fault(FQDN, "servfail")
+    resolver = dns.resolver(clock=clock, timeout=0.5)
+    for _ in range(3):
+        with pytest.raises(ResolutionError):
+            resolver.resolve(FQDN)
+    assert queries(dns) == (2, 2)
+    clock.advance(1.1)  # FAILURE_TTL
+    with pytest.raises(ResolutionError):
+        resolver.resolve(FQDN)
+    assert queries(dns) == (4, 4)
+
+
+def test_outage_costs_one_timeout_not_one_per_recheck(dns: ClusterDNS, clock: Clock) -> None:
+    resolver = dns.resolver(clock=clock, timeout=0.4, max_stale=60)
+    resolver.resolve("database")
+    dns.fault(FQDN, "drop")
+    clock.advance(6)
+    assert resolver.resolve("database").stale  # the first failure waits out the timeout
+    for _ in range(5):
+        clock.advance(1.5)
+        started = time.monotonic()
+        assert resolver.resolve("database").stale
+        assert time.monotonic() - started < 0.1  # refreshed in the background
+
+
+def test_name_outside_the_cluster_domain_is_not_rewritten(dns: ClusterDNS) -> None:
+    # ndots 1: "payment-api.dev" is asked as is first and is a CNAME out there. It is not a
+    # Service, so its name must not change (invariant 3).
+    dns.record("payment-api.dev", "CNAME", "parked.example.test")
+    dns.record("parked.example.test", "A", "127.0.0.77")
+    r = dns.resolver(ndots=1).resolve("payment-api.dev")
+    assert not r.is_alias and r.tls_name == "payment-api.dev"
+    assert "outside cluster.local" in r.reason
+
+
+def test_two_cnames_at_one_owner_is_a_chain_error(cluster_dns: ClusterDNS) -> None:
+    import dns.message
+    import dns.rrset
+
+    cluster = cluster_dns
+
+    def build(query: dns.message.Message) -> bytes:
+        response = dns.message.make_response(query)
+        # two RRsets for one owner on the wire (one CNAME each: a CNAME RRset holds only one)
+        response.answer = [
+            dns.rrset.from_text(FQDN + ".", 5, "IN", "CNAME", "mydb.example.test."),
+            dns.rrset.from_text(FQDN + ".", 5, "IN", "CNAME", "evil.example.test."),
+            dns.rrset.from_text("mydb.example.test.", 5, "IN", "A", "127.0.0.10"),
+            dns.rrset.from_text("evil.example.test.", 5, "IN", "A", "127.0.0.66"),
+        ]
+        return response.to_wire()
+
+    cluster.raw_answer(FQDN, None, build)
+    with pytest.raises(ChainError, match="2 CNAME records"):
+        cluster.resolver().resolve("database")
+
+
+def test_waiters_never_wait_past_the_timeout_for_a_stuck_leader(dns: ClusterDNS) -> None:
+    # A leader whose event loop stopped running never finishes its lookup: other callers must
+    # neither hang nor fail for longer than the timeout, and must then do the lookup themselves.
+    resolver = dns.resolver(timeout=0.5)
+    loop = asyncio.new_event_loop()
+    dns.delay(FQDN, 0.2)
+    task = loop.create_task(resolver.aresolve("database"))
+    loop.run_until_complete(asyncio.sleep(0.01))  # the task leads, then the loop stops
+    dns.delay(FQDN, 0)
+    try:
+        started = time.monotonic()
+        r = resolver.resolve("database")
+        assert r.tls_name == RDS
+        assert time.monotonic() - started < 0.5 + 0.25
+    finally:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            loop.run_until_complete(task)
+        loop.close()
+
+
+async def test_sync_call_inside_a_coroutine_while_async_lookup_runs(
+    resolver: Resolver, dns: ClusterDNS
+) -> None:
+    dns.delay(FQDN, 0.1)
+    pending = asyncio.ensure_future(resolver.aresolve("database"))
+    await asyncio.sleep(0.01)
+    started = time.monotonic()
+    assert resolver.resolve("database").tls_name == RDS  # no deadlock on our own loop
+    assert time.monotonic() - started < 1.0
+    assert (await pending).tls_name == RDS
