@@ -40,6 +40,7 @@ def test_kubelet_resolv_conf() -> None:
     [
         # the last search/domain line wins, as in glibc
         ("search a.b c.d\ndomain e.f\n", "search", ("e.f",)),
+        ("search a.b\nsearch\n", "search", ("a.b",)),  # glibc ignores an empty search line
         ("domain e.f\nsearch a.b c.d\n", "search", ("a.b", "c.d")),
         # at most three name servers; bad ones ignored; comments with # and ;
         (
@@ -203,3 +204,7 @@ def test_resolver_reads_like_default() -> None:
     assert r.config.ndots == 2 and r.config.namespace == "production"
     with pytest.raises(TypeError):
         Resolver(r.config, ndots=3)
+
+
+def test_empty_localdomain_clears_the_search_list_like_glibc() -> None:
+    assert conf(environ={"LOCALDOMAIN": ""}).search == ()
