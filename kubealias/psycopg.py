@@ -1,0 +1,250 @@
+"""psycopg 3: connect to aliases with ``sslmode=verify-full`` still verifying.
+
+    import kubealias.psycopg as psycopg          # the one changed import
+
+    conn = psycopg.connect(host="database", dbname="app", sslmode="verify-full")
+
+For every host of the (comma-separated) host list that is an alias, ``host`` becomes the TLS
+name (libpq sends it as SNI and verifies the certificate against it) and ``hostaddr`` the
+addresses the cluster DNS gave, one host/hostaddr/port entry per address so that libpq (and
+psycopg's own attempts) fail over across them. Hosts that are not aliases, Unix sockets, IP
+literals and hosts that already have a ``hostaddr`` are left exactly as given.
+
+Pools resolve again on every new or replacement connection through psycopg's documented hook,
+the classmethod ``_get_connection_params`` ("Manipulate connection parameters before
+connecting", psycopg docs, *Connection classes*)::
+
+    from psycopg_pool import ConnectionPool
+    from kubealias.psycopg import Connection
+
+    pool = ConnectionPool("host=database sslmode=verify-full", connection_class=Connection)
+
+``.pgpass`` entries are matched by libpq on the *rewritten* host (the TLS name).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+try:
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+    from psycopg.rows import Row, TupleRow
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "kubealias.psycopg needs psycopg 3: pip install 'kubealias[psycopg]'"
+    ) from exc
+
+from ._errors import KubeAliasError
+from ._models import Resolution
+from ._names import is_ip_literal
+from ._resolver import Resolver, get_default_resolver
+
+__all__ = [
+    "AsyncConnection",
+    "Connection",
+    "connect",
+    "rewrite_conninfo",
+    "rewrite_params",
+]
+
+_QUOTED = re.compile(r'"([^"]*)"')
+_Conn = TypeVar("_Conn", bound="psycopg.Connection[Any]")
+
+
+def _split(value: str | None) -> list[str]:
+    return value.split(",") if value else []
+
+
+def _is_local(host: str) -> bool:
+    # libpq: an absolute path (or '@' abstract socket on Linux) is a Unix-domain socket
+    # directory; Windows paths like C:\\... too.
+    return host.startswith(("/", "@")) or (host[1:2] == ":" and not is_ip_literal(host))
+
+
+def _hosts(params: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[list[str], ...]:
+    """host, hostaddr and port lists, taken from the parameters or, as libpq does, PG*."""
+
+    def value(key: str, var: str) -> str | None:
+        if key in params and params[key] is not None:
+            return str(params[key])
+        return environ.get(var)
+
+    return (
+        _split(value("host", "PGHOST")),
+        _split(value("hostaddr", "PGHOSTADDR")),
+        _split(value("port", "PGPORT")),
+    )
+
+
+def _rewrite(
+    params: dict[str, Any],
+    resolve: Callable[[str], Resolution],
+    environ: Mapping[str, str],
+) -> dict[str, Any]:
+    hosts, hostaddrs, ports = _hosts(params, environ)
+    if not hosts:
+        return params  # libpq's default (the local socket): nothing to do
+    if hostaddrs and len(hostaddrs) != len(hosts):
+        return params  # libpq will report the mismatch in its own words
+    if len(ports) > 1 and len(ports) != len(hosts):
+        return params
+    new_hosts: list[str] = []
+    new_addrs: list[str] = []
+    new_ports: list[str] = []
+    changed = False
+    for i, host in enumerate(hosts):
+        addr = hostaddrs[i] if hostaddrs else ""
+        port = ports[i] if len(ports) > 1 else (ports[0] if ports else "")
+        result = None
+        if host and not addr and not _is_local(host) and not is_ip_literal(host):
+            result = resolve(host)
+        if result is None or not result.is_alias or not result.addresses:
+            new_hosts.append(host)
+            new_addrs.append(addr)
+            new_ports.append(port)
+            continue
+        changed = True
+        for address in result.addresses:
+            new_hosts.append(result.tls_name)
+            new_addrs.append(address)
+            new_ports.append(port)
+    if not changed:
+        return params  # invariant 3: byte for byte what was given
+    out = dict(params)
+    out["host"] = ",".join(new_hosts)
+    out["hostaddr"] = ",".join(new_addrs)
+    if ports:
+        out["port"] = ",".join(new_ports)
+    return out
+
+
+def rewrite_params(
+    params: Mapping[str, Any],
+    *,
+    resolver: Resolver | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Rewrite a psycopg connection-parameter dict (see the module docstring).
+
+    Raises:
+        psycopg.OperationalError: an alias cannot be resolved safely; the
+            :class:`kubealias.KubeAliasError` is chained as ``__cause__``.
+    """
+    resolve = (resolver or get_default_resolver()).resolve
+    env = os.environ if environ is None else environ
+    with _as_operational_error():
+        return _rewrite(dict(params), resolve, env)
+
+
+def rewrite_conninfo(conninfo: str = "", *, resolver: Resolver | None = None, **kwargs: Any) -> str:
+    """The connection string with aliases rewritten, for anything else built on libpq.
+
+    Accepts what :func:`psycopg.connect` accepts: a ``key=value`` string, a
+    ``postgresql://`` URL, keyword arguments, or a mix. Returns a ``key=value`` string.
+
+    Raises:
+        psycopg.ProgrammingError: the connection string is malformed (libpq's reason, with
+            the tokens it quotes removed, since they could be a password).
+        psycopg.OperationalError: an alias cannot be resolved safely.
+    """
+    params = _parse(conninfo, **kwargs)
+    rewritten = rewrite_params(params, resolver=resolver)
+    if rewritten is params:
+        return make_conninfo(conninfo, **kwargs)
+    return make_conninfo("", **rewritten)
+
+
+def _parse(conninfo: str, **kwargs: Any) -> dict[str, Any]:
+    try:
+        return conninfo_to_dict(conninfo, **kwargs)
+    except psycopg.ProgrammingError as exc:
+        raise _redacted(exc) from None
+
+
+def _redacted(exc: psycopg.ProgrammingError) -> psycopg.ProgrammingError:
+    """libpq quotes the token it choked on, which may be a password: keep the reason only."""
+    reason = _QUOTED.sub(lambda m: '"="' if m.group(1) == "=" else '"…"', str(exc))
+    return psycopg.ProgrammingError(f"invalid connection string: {reason}")
+
+
+class _as_operational_error:
+    """The one place a kubealias error becomes psycopg's connection error."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        if isinstance(exc, KubeAliasError):
+            raise psycopg.OperationalError(str(exc)) from exc
+
+
+class Connection(psycopg.Connection[Row]):
+    """A :class:`psycopg.Connection` that resolves aliases on every connect (pool-ready).
+
+    ``resolver`` is a class attribute (None: the default resolver); make a subclass with
+    :meth:`using` to pin another one.
+    """
+
+    resolver: Resolver | None = None
+
+    @classmethod
+    def using(cls, resolver: Resolver) -> type[Connection[Row]]:
+        """A subclass bound to ``resolver`` (for pools: ``connection_class=...``)."""
+        return type(cls.__name__, (cls,), {"resolver": resolver})
+
+    @classmethod
+    def _get_connection_params(cls, conninfo: str, **kwargs: Any) -> dict[str, Any]:
+        # psycopg's documented hook: "Manipulate connection parameters before connecting".
+        try:
+            params = dict(super()._get_connection_params(conninfo, **kwargs))
+        except psycopg.ProgrammingError as exc:
+            raise _redacted(exc) from None
+        return rewrite_params(params, resolver=cls.resolver)
+
+
+class AsyncConnection(psycopg.AsyncConnection[Row]):
+    """The asyncio twin of :class:`Connection`; resolves with ``aresolve``."""
+
+    resolver: Resolver | None = None
+
+    @classmethod
+    def using(cls, resolver: Resolver) -> type[AsyncConnection[Row]]:
+        """A subclass bound to ``resolver``."""
+        return type(cls.__name__, (cls,), {"resolver": resolver})
+
+    @classmethod
+    async def _get_connection_params(cls, conninfo: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            params = dict(await super()._get_connection_params(conninfo, **kwargs))
+        except psycopg.ProgrammingError as exc:
+            raise _redacted(exc) from None
+        resolver = cls.resolver or get_default_resolver()
+        env = os.environ
+        hosts, hostaddrs, _ = _hosts(params, env)
+        # Resolve every host that needs it without blocking the loop; the rewrite itself
+        # then reads the (now warm) cache.
+        results: dict[str, Resolution] = {}
+        with _as_operational_error():
+            for i, host in enumerate(hosts):
+                addr = hostaddrs[i] if i < len(hostaddrs) else ""
+                if host and not addr and not _is_local(host) and not is_ip_literal(host):
+                    results[host] = await resolver.aresolve(host)
+            return _rewrite(params, results.__getitem__, env)
+
+
+def connect(
+    conninfo: str = "", *, resolver: Resolver | None = None, **kwargs: Any
+) -> Connection[TupleRow]:
+    """:func:`psycopg.connect`, with aliases rewritten. Same arguments and return type.
+
+    Raises:
+        psycopg.OperationalError: the connection failed, or an alias cannot be resolved
+            safely (the :class:`kubealias.KubeAliasError` chained as ``__cause__``).
+        psycopg.ProgrammingError: the connection string is malformed.
+    """
+    cls: type[Connection[Any]] = Connection if resolver is None else Connection.using(resolver)
+    return cls.connect(conninfo, **kwargs)
