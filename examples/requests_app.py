@@ -1,0 +1,104 @@
+"""A payment client that keeps the Kubernetes name, with requests.
+
+In the article, ``payment-api`` is an ExternalName Service: the cluster DNS answers it with a
+CNAME to the provider's API host. The application keeps ``https://payment-api/v1/charges``, but
+the provider's certificate names only its own host, so a plain ``requests.post`` fails with
+``Hostname mismatch, certificate is not valid for 'payment-api'`` (and ``verify=False`` is no
+fix: an API gateway answers ``421`` to ``Host: payment-api``). The one change below is the
+session: ``kubealias.requests.Session()`` connects to the addresses the cluster DNS gave for
+``payment-api`` and verifies the certificate (SNI and ``Host``) for the external name.
+
+Inside a pod (the default resolver reads the pod's ``/etc/resolv.conf``)::
+
+    PAYMENT_API_URL=https://payment-api/v1/charges python examples/requests_app.py
+
+The CA bundle is requests' own default unless ``REQUESTS_CA_BUNDLE`` or ``SSL_CERT_FILE`` names
+one. Against the demo lab of ``kubealias demo`` (in-process cluster DNS and TLS server, no
+cluster)::
+
+    python examples/requests_app.py --demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+import kubealias
+from kubealias.requests import Session
+
+DEFAULT_URL = "https://payment-api/v1/charges"
+
+
+def explain(url: str, resolver: kubealias.Resolver | None) -> None:
+    """Print what kubealias makes of the URL's host (the client does the same on its own)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        r = (resolver or kubealias.get_default_resolver()).resolve(host)
+    except kubealias.KubeAliasError as exc:
+        print(f"  {host}: {exc}")
+        return
+    print(f"  {host} -> TLS name {r.tls_name}, addresses {', '.join(r.addresses) or '-'}")
+
+
+def charge(session: requests.Session, url: str, verify: str | bool, cents: int) -> Any:
+    """POST one charge; returns the decoded JSON answer.
+
+    Raises:
+        requests.RequestException: the API is unreachable (an alias that cannot be resolved
+            safely arrives as ``requests.ConnectionError`` with the kubealias message) or
+            answered an error status.
+    """
+    response = session.post(
+        url, json={"amount": cents, "currency": "usd"}, verify=verify, timeout=10
+    )
+    response.raise_for_status()
+    return response.json()
+
+
+def describe(answer: Any) -> str:
+    """What the demo server echoes (SNI, Host, connection reuse), or the API's answer as is."""
+    if isinstance(answer, dict) and {"sni", "host", "connection", "requests"} <= answer.keys():
+        return (
+            f"server saw SNI {answer['sni']}, Host {answer['host']}, "
+            f"connection {answer['connection']} request {answer['requests']}"
+        )
+    return f"answer {answer}"
+
+
+def run(url: str, verify: str | bool, resolver: kubealias.Resolver | None, count: int) -> int:
+    print(f"POST {url}")
+    explain(url, resolver)
+    with Session(resolver=resolver) as session:  # the only kubealias line of the client
+        for n in range(1, count + 1):
+            try:
+                answer = charge(session, url, verify, 100 * n)
+            except requests.RequestException as exc:
+                print(f"charge {n} failed: {type(exc).__name__}: {exc}")
+                return 1
+            print(f"charge {n}: accepted; {describe(answer)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--demo", action="store_true", help="run against the in-process demo lab")
+    parser.add_argument("--count", type=int, default=3, help="charges to send (default 3)")
+    args = parser.parse_args(argv)
+    if args.demo:
+        from kubealias._demo import demo_lab
+
+        with demo_lab() as lab:
+            return run(lab.url("payment-api", "/v1/charges"), lab.cafile, lab.resolver, args.count)
+    url = os.environ.get("PAYMENT_API_URL", DEFAULT_URL)
+    verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or True
+    return run(url, verify, None, args.count)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
