@@ -18,10 +18,11 @@ How a request travels
    transport uses :func:`~kubealias._http.aplan_route`, which awaits ``aresolve`` and never
    blocks the event loop). A host that is not an alias goes, as the very same request object, to
    a plain httpx transport built from the caller's arguments: the unchanged httpx code path.
-2. For an alias a *new* request is built (the caller's is never touched): same method, headers,
-   body stream and extensions, with the URL host replaced by the TLS name. httpcore takes its
-   connection origin, the SNI and the certificate host name from the URL host, so all three are
-   the TLS name; verification stays exactly as the caller configured it.
+2. For an alias a *new* request is built (the caller's is never touched): same method, URL,
+   headers, body stream and extensions, plus httpcore's ``sni_hostname`` extension set to the TLS
+   name, which httpcore uses as the SNI and as the name the certificate is verified against;
+   verification stays exactly as the caller configured it. (Through a proxy, the URL host itself
+   becomes the TLS name instead; see below.)
 3. The ``Host`` header becomes the TLS name (``name:port`` off the scheme's default port),
    because virtual-hosted services answer ``421``/``404`` to ``Host: payment-api``. A ``Host``
    set by the caller is kept: httpx always writes one from the URL, so a value equal to the
@@ -157,18 +158,28 @@ def _host_set_by_caller(request: httpx.Request) -> bool:
     return value.lower() != request.url.netloc.decode("ascii").lower()
 
 
-def _forward(request: httpx.Request, route: Route) -> httpx.Request:
-    """A new request for ``route``: URL host = TLS name, Host rewritten unless the caller set it."""
-    headers = request.headers.copy()
+def _forward(request: httpx.Request, route: Route, *, proxied: bool = False) -> httpx.Request:
+    """A new request for ``route``; the caller's request is never touched.
+
+    Without a proxy the URL is kept (parsing a new one costs more than the rest of the request)
+    and the TLS name goes in httpcore's ``sni_hostname`` extension, which httpcore uses both as
+    SNI and as the name the certificate is verified against. The pool it goes to serves this
+    route only, so its origin (the application's host) is unambiguous. Through a proxy the URL
+    host becomes the TLS name, so that the CONNECT goes to ``tls_name:port``.
+    """
+    headers = request.headers
     if route.host_header is not None and not _host_set_by_caller(request):
+        headers = headers.copy()
         headers["Host"] = route.host_header
+    if proxied:
+        url = request.url.copy_with(host=route.tls_name)
+        extensions = request.extensions
+    else:
+        url = request.url
+        extensions = {**request.extensions, "sni_hostname": route.tls_name}
     # stream= (not content=): the body is passed on as is and httpx adds no header of its own.
     return httpx.Request(
-        request.method,
-        request.url.copy_with(host=route.tls_name),
-        headers=headers,
-        stream=request.stream,
-        extensions=request.extensions,
+        request.method, url, headers=headers, stream=request.stream, extensions=extensions
     )
 
 
@@ -181,9 +192,9 @@ def _route_key(request: httpx.Request, route: Route) -> _RouteKey:
 
 def _check_origin(route: Route, host: str, port: int) -> None:
     """Fail closed if the pool asks for another origin than the route it was built for."""
-    if host.lower().rstrip(".") != route.tls_name or port != route.port:
+    if host.lower().rstrip(".") != route.name.lower().rstrip(".") or port != route.port:
         raise httpcore.ConnectError(
-            f"kubealias: the connection pool of {route.tls_name}:{route.port} was asked for "
+            f"kubealias: the connection pool of {route.name}:{route.port} was asked for "
             f"{host}:{port}; refusing to connect"
         )
 
@@ -539,7 +550,7 @@ class HTTPTransport(httpx.BaseTransport):
             )
         if route is None:
             return self._base.handle_request(request)  # invariant 3: the request as given
-        forwarded = _forward(request, route)
+        forwarded = _forward(request, route, proxied=self._proxied)
         if self._proxied:
             return self._base.handle_request(forwarded)
         slot, idle = self._routes.acquire(
@@ -641,7 +652,7 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
             )
         if route is None:
             return await self._base.handle_async_request(request)
-        forwarded = _forward(request, route)
+        forwarded = _forward(request, route, proxied=self._proxied)
         if self._proxied:
             return await self._base.handle_async_request(forwarded)
         slot, idle = self._routes.acquire(

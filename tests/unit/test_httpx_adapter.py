@@ -163,12 +163,17 @@ def test_forwarded_request(
     before = (original.url, original.headers.multi_items())
 
     forwarded = kubealias.httpx._forward(original, route)
+    proxied = kubealias.httpx._forward(original, route, proxied=True)
 
-    assert str(forwarded.url) == (want_url or str(original.url).replace("payment-api", PAYMENT))
-    assert forwarded.headers["Host"] == want_host
+    # Direct: same URL, the TLS name as httpcore's sni_hostname (SNI and verification).
+    assert forwarded.url == original.url
+    assert forwarded.extensions == {"k": "v", "sni_hostname": route.tls_name}
+    # Through a proxy: the URL host is the TLS name, so the CONNECT goes there.
+    assert str(proxied.url) == (want_url or str(original.url).replace("payment-api", PAYMENT))
+    assert proxied.extensions == {"k": "v"}
+    assert forwarded.headers["Host"] == proxied.headers["Host"] == want_host
     assert forwarded.method == "POST"
     assert forwarded.stream is original.stream
-    assert forwarded.extensions == {"k": "v"}
     assert forwarded.read() == b"body"
     assert [k for k, _ in forwarded.headers.multi_items()] == [
         k for k, _ in original.headers.multi_items()
@@ -197,7 +202,7 @@ def test_pinned_backend_tries_each_address_in_order_with_the_whole_timeout() -> 
     fake = FakeBackend({"10.0.0.1": httpcore.ConnectError("refused")})
     backend = kubealias.httpx._PinnedBackend(MULTI_ROUTE, fake)
 
-    backend.connect_tcp(MULTI, 443, timeout=3.0)
+    backend.connect_tcp("multi-api", 443, timeout=3.0)
 
     assert fake.calls == [("10.0.0.1", 443, 3.0), ("10.0.0.2", 443, 3.0)]
 
@@ -221,14 +226,16 @@ def test_pinned_backend_reports_every_address(errors: list[Exception], kind: typ
     backend = kubealias.httpx._PinnedBackend(MULTI_ROUTE, fake)
 
     with pytest.raises((httpcore.ConnectError, httpcore.ConnectTimeout)) as info:
-        backend.connect_tcp(MULTI, 443)
+        backend.connect_tcp("multi-api", 443)
 
     assert type(info.value) is kind
     assert str(info.value).startswith(f"cannot connect to {MULTI}: 10.0.0.1:443 (")
     assert "10.0.0.2:443" in str(info.value) and "[::1]:443" in str(info.value)
 
 
-@pytest.mark.parametrize(("host", "port"), [("payment.example.test", 443), (MULTI, 8443)])
+@pytest.mark.parametrize(
+    ("host", "port"), [("payment.example.test", 443), (MULTI, 443), ("multi-api", 8443)]
+)
 def test_pinned_backend_refuses_another_origin(host: str, port: int) -> None:
     fake = FakeBackend({})
     backend = kubealias.httpx._PinnedBackend(MULTI_ROUTE, fake)
