@@ -247,7 +247,10 @@ class PoolManager(_AliasPools, urllib3.PoolManager):
         try:
             return super().urlopen(method, url, redirect, **kw)
         except NameResolutionError as exc:
-            raise _exhausted(exc, url, kw.get("retries")) from exc
+            error = _exhausted(exc, url, kw.get("retries"))
+            if error is exc:
+                raise  # as it is: "raise exc from exc" would replace its cause with itself
+            raise error from exc
 
     def connection_from_host(
         self,
@@ -288,7 +291,10 @@ class ProxyManager(_AliasPools, urllib3.ProxyManager):
         try:
             return super().urlopen(method, url, redirect, **kw)
         except NameResolutionError as exc:
-            raise _exhausted(exc, url, kw.get("retries")) from exc
+            error = _exhausted(exc, url, kw.get("retries"))
+            if error is exc:
+                raise  # as it is: "raise exc from exc" would replace its cause with itself
+            raise error from exc
 
     def connection_from_host(
         self,

@@ -1,0 +1,230 @@
+"""Fixtures for the requests and urllib3 adapter tests: cluster DNS aliases and loopback servers.
+
+The names are shared by ``test_requests_adapter.py`` and ``test_urllib3_manager.py`` (which
+import the constants from here); ``test_httpx_adapter.py`` keeps its own module fixtures of the
+same names, which take precedence over these.
+
+Every server binds 127.0.0.1 only. :data:`ALIASES` are ExternalName services in namespace
+``production`` of the in-process cluster DNS, each a CNAME to an external name whose A records
+are loopback addresses (127.0.0.2 and 127.0.0.3 have nothing listening: connections are refused).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import trustme
+
+from kubealias import Resolver
+from kubealias.testing import ClusterDNS
+from tests.unit._tls_echo import TLSEchoServer
+
+PAYMENT = "payment.example.test"
+SECOND = "second.example.test"
+MULTI = "multi.example.test"  # two A records, the first with nothing listening
+WRONG = "wrong.example.test"  # the server has no certificate for it: the default one, and 421
+DEAD = "dead.example.test"  # no address accepts
+
+ALIASES = [
+    ("payment-api", PAYMENT, ["127.0.0.1"]),
+    ("second-api", SECOND, ["127.0.0.1"]),
+    ("multi-api", MULTI, ["127.0.0.2", "127.0.0.1"]),
+    ("wrong-api", WRONG, ["127.0.0.1"]),
+    ("dead-api", DEAD, ["127.0.0.2", "127.0.0.3"]),
+]
+
+
+@pytest.fixture(autouse=True)
+def no_ca_bundle_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """requests prefers ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` over ``Session.verify``
+    (psf/requests#3829): on machines that set them, ``session.verify = cafile`` would be ignored."""
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def url(port: int, host: str, path: str = "/", scheme: str = "https") -> str:
+    """``scheme://host:port/path``."""
+    return f"{scheme}://{host}:{port}{path}"
+
+
+# --- certificates and the TLS echo server -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def cafile(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The test CA as a PEM file: ``verify=`` for requests, ``ca_certs=`` for urllib3."""
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def other_cafile(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A CA that issued none of the servers' certificates."""
+    path = tmp_path_factory.mktemp("other-ca") / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def server(ca: trustme.CA) -> Iterator[TLSEchoServer]:
+    with TLSEchoServer(ca, [PAYMENT, SECOND, MULTI, "localhost"]) as echo:
+        yield echo
+
+
+@pytest.fixture(scope="module")
+def mtls_server(ca: trustme.CA) -> Iterator[TLSEchoServer]:
+    """An echo server that requires a client certificate issued by ``ca``."""
+    echo = TLSEchoServer(ca, [PAYMENT])
+    # The echo server has no option for it: set it on its contexts before it serves anything.
+    # On the default one too: OpenSSL keeps the verify mode of the context a connection starts
+    # with when the SNI callback switches to a per-name context (SSL_set_SSL_CTX).
+    for context in [echo._server.context, *echo._contexts.values()]:
+        context.verify_mode = ssl.CERT_REQUIRED
+        ca.configure_trust(context)
+    with echo:
+        yield echo
+
+
+@pytest.fixture(scope="module")
+def client_cert(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """``(certificate chain, key)`` PEM files of a client certificate issued by ``ca``."""
+    leaf = ca.issue_cert("client.example.test")
+    folder = tmp_path_factory.mktemp("client")
+    cert, key = folder / "client.pem", folder / "client.key"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    return str(cert), str(key)
+
+
+# --- other loopback servers ---------------------------------------------------------------------
+
+
+class _PlainHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive
+    server: _PlainServer
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.lock:
+            self.server.count += 1
+            self.conn_id = self.server.count
+
+    def do_GET(self) -> None:
+        payload = json.dumps(
+            {"sni": None, "host": self.headers.get("Host"), "conn": self.conn_id, "path": self.path}
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _PlainServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _PlainHandler)
+        self.lock = threading.Lock()
+        self.count = 0
+
+
+@pytest.fixture(scope="module")
+def plain_server() -> Iterator[_PlainServer]:
+    """A plain-HTTP echo (the TLS echo server has no plain listener): same JSON, ``sni`` None."""
+    httpd = _PlainServer()
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port whose listener completes TCP handshakes but never reads: TLS never starts."""
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as listener:
+        yield listener.getsockname()[1]
+
+
+@pytest.fixture
+def blackhole_port() -> Iterator[int]:
+    """A port where connecting times out: its accept queue is full, so Linux drops new SYNs."""
+    with socket.create_server(("127.0.0.1", 0), backlog=0) as listener:
+        port = listener.getsockname()[1]
+        filler = socket.create_connection(("127.0.0.1", port), timeout=1)
+        with filler:
+            yield port
+
+
+# --- the cluster DNS and resolvers --------------------------------------------------------------
+
+
+@pytest.fixture
+def dns(cluster_dns: ClusterDNS) -> ClusterDNS:
+    for service, target, addresses in ALIASES:
+        cluster_dns.external_name(service, "production", target)
+        cluster_dns.record(target, "A", addresses)
+    return cluster_dns
+
+
+@pytest.fixture
+def resolver(dns: ClusterDNS) -> Resolver:
+    return dns.resolver(timeout=1)
+
+
+class FakeClock:
+    """A monotonic clock that only moves when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every host name (not IP literal) given to getaddrinfo while the test runs."""
+    names: list[str] = []
+    real = socket.getaddrinfo
+
+    def spy(host: Any, *args: Any, **kwargs: Any) -> Any:
+        text = host.decode() if isinstance(host, bytes) else host
+        try:
+            ipaddress.ip_address(text)
+        except (TypeError, ValueError):
+            names.append(text)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", spy)
+    return names

@@ -1,0 +1,693 @@
+"""kubealias.requests against the in-process cluster DNS and loopback HTTPS/HTTP echo servers."""
+
+from __future__ import annotations
+
+import pickle
+import socket
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.util.retry import Retry
+
+import kubealias
+import kubealias._http
+import kubealias.urllib3
+from kubealias import PolicyError, ResolutionError, Resolver
+from kubealias.requests import KubeAliasAdapter, Session
+from kubealias.testing import ClusterDNS
+from tests.unit._tls_echo import ConnectProxy, TLSEchoServer
+from tests.unit.conftest import DEAD, MULTI, PAYMENT, SECOND, WRONG, FakeClock, url
+
+
+@pytest.fixture
+def session(resolver: Resolver, cafile: str) -> Iterator[Session]:
+    with Session(resolver=resolver) as s:
+        s.verify = cafile
+        yield s
+
+
+def echo(response: requests.Response) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def adapter_of(session: requests.Session) -> KubeAliasAdapter:
+    adapter = session.get_adapter("https://")
+    assert isinstance(adapter, KubeAliasAdapter)
+    return adapter
+
+
+def pool_for(adapter: HTTPAdapter, target: str, verify: Any = True) -> HTTPConnectionPool:
+    """The pool the adapter would send ``GET target`` on (no I/O)."""
+    prepared = requests.Request("GET", target).prepare()
+    return adapter.get_connection_with_tls_context(prepared, verify)
+
+
+# --- the documented use ---------------------------------------------------------------------------
+
+
+def test_alias_is_verified_as_the_external_name_and_reused(
+    session: Session, server: TLSEchoServer, dns: ClusterDNS, lookups: list[str]
+) -> None:
+    before = len(server.connections)
+    bodies = [echo(session.get(url(server.port, "payment-api", f"/{n}"))) for n in range(5)]
+
+    assert {(b["sni"], b["host"]) for b in bodies} == {(PAYMENT, f"{PAYMENT}:{server.port}")}
+    assert [b["path"] for b in bodies] == [f"/{n}" for n in range(5)]
+    assert server.connections[before:] == [PAYMENT]  # five requests, one TLS handshake
+    assert lookups == []  # connected to the cluster DNS's addresses: no second lookup
+    # Resolved once (A and AAAA of the first search candidate), then from the cache.
+    assert {q.name for q in dns.queries} == {"payment-api.production.svc.cluster.local"}
+
+
+def test_mounted_on_a_plain_requests_session(
+    resolver: Resolver, cafile: str, server: TLSEchoServer
+) -> None:
+    with requests.Session() as s:
+        s.mount("https://", KubeAliasAdapter(resolver=resolver))
+        body = echo(s.get(url(server.port, "payment-api", "/v1/charges"), verify=cafile))
+
+    assert (body["sni"], body["host"], body["path"]) == (
+        PAYMENT,
+        f"{PAYMENT}:{server.port}",
+        "/v1/charges",
+    )
+
+
+def test_request_object_is_not_changed(session: Session, server: TLSEchoServer) -> None:
+    response = session.get(url(server.port, "payment-api"))
+
+    # The Host is written on the wire by the connection: the PreparedRequest (which redirects
+    # and hooks see) keeps the application's URL and no Host header.
+    assert response.request.url == url(server.port, "payment-api")
+    assert "Host" not in response.request.headers
+    assert response.url == url(server.port, "payment-api")
+
+
+def test_post_body(session: Session, server: TLSEchoServer) -> None:
+    body = echo(session.post(url(server.port, "payment-api", "/charges"), data=b"amount=1"))
+
+    assert (body["method"], body["body"], body["sni"]) == ("POST", "amount=1", PAYMENT)
+
+
+# --- pools: one per TLS name and address set ------------------------------------------------------
+
+
+def test_two_aliases_on_one_address_never_share_a_connection(
+    session: Session, server: TLSEchoServer
+) -> None:
+    conns: dict[str, set[int]] = {PAYMENT: set(), SECOND: set()}
+    for _ in range(4):
+        for service, name in (("payment-api", PAYMENT), ("second-api", SECOND)):
+            body = echo(session.get(url(server.port, service)))
+            assert (body["sni"], body["host"]) == (name, f"{name}:{server.port}")
+            conns[name].add(body["conn"])
+
+    assert len(conns[PAYMENT]) == len(conns[SECOND]) == 1  # each reused
+    assert not conns[PAYMENT] & conns[SECOND]  # never each other's
+
+
+def test_new_tls_name_after_the_ttl_gets_a_new_connection(
+    dns: ClusterDNS, clock: FakeClock, cafile: str, server: TLSEchoServer
+) -> None:
+    with Session(resolver=dns.resolver(timeout=1, clock=clock)) as s:
+        s.verify = cafile
+        first = echo(s.get(url(server.port, "payment-api")))
+        dns.external_name("payment-api", "production", SECOND)  # the ExternalName changes
+
+        clock.advance(1)  # within the TTL (5 s): the cached answer, the same connection
+        cached = echo(s.get(url(server.port, "payment-api")))
+        clock.advance(5)
+        moved = echo(s.get(url(server.port, "payment-api")))
+        again = echo(s.get(url(server.port, "payment-api")))
+
+    assert (first["sni"], cached["sni"], cached["conn"]) == (PAYMENT, PAYMENT, first["conn"])
+    assert (moved["sni"], moved["host"]) == (SECOND, f"{SECOND}:{server.port}")
+    assert moved["conn"] != first["conn"]
+    assert again["conn"] == moved["conn"]
+
+
+def test_new_address_set_after_the_ttl_gets_a_new_pool(
+    dns: ClusterDNS, clock: FakeClock, cafile: str, server: TLSEchoServer
+) -> None:
+    with Session(resolver=dns.resolver(timeout=1, clock=clock)) as s:
+        s.verify = cafile
+        target = url(server.port, "payment-api")
+        first = echo(s.get(target))
+        old_pool = pool_for(adapter_of(s), target, cafile)
+        dns.record(PAYMENT, "A", ["127.0.0.2", "127.0.0.1"], replace=True)
+        clock.advance(6)
+        moved = echo(s.get(target))
+        new_pool = pool_for(adapter_of(s), target, cafile)
+
+    assert moved["sni"] == PAYMENT
+    assert moved["conn"] != first["conn"]  # a new handshake on a new pool
+    assert new_pool is not old_pool
+    assert new_pool.conn_kw["ka_route"].addresses == ("127.0.0.2", "127.0.0.1")
+    assert old_pool.conn_kw["ka_route"].addresses == ("127.0.0.1",)
+
+
+# --- the Host header ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "want"),
+    [
+        ("https://payment-api/", PAYMENT),
+        ("https://payment-api:443/", PAYMENT),
+        ("https://payment-api:8443/", f"{PAYMENT}:8443"),
+        ("https://payment-api:80/", f"{PAYMENT}:80"),
+        ("http://payment-api/", PAYMENT),
+        ("http://payment-api:80/", PAYMENT),
+        ("http://payment-api:8080/", f"{PAYMENT}:8080"),
+    ],
+)
+def test_host_header_has_the_port_only_when_not_the_default(
+    session: Session, target: str, want: str
+) -> None:
+    conn = pool_for(session.get_adapter(target), target)._new_conn()  # never connects
+    conn.putrequest("GET", "/")
+
+    assert f"Host: {want}\r\n".encode() in b"\r\n".join(conn._buffer) + b"\r\n"  # type: ignore[attr-defined]
+
+
+def test_rewrite_host_false_keeps_the_applications_name(
+    resolver: Resolver, cafile: str, server: TLSEchoServer
+) -> None:
+    with Session(resolver=resolver, rewrite_host=False) as s:
+        body = echo(s.get(url(server.port, "payment-api"), verify=cafile))
+
+    # The echo server chooses its virtual host by SNI (421 only for an unknown SNI), so the
+    # original Host is accepted: SNI and verification are still the TLS name.
+    assert (body["sni"], body["host"]) == (PAYMENT, f"payment-api:{server.port}")
+
+
+@pytest.mark.parametrize("rewrite_host", [True, False])
+def test_callers_host_header_is_never_overwritten(
+    resolver: Resolver, cafile: str, server: TLSEchoServer, rewrite_host: bool
+) -> None:
+    with Session(resolver=resolver, rewrite_host=rewrite_host) as s:
+        body = echo(
+            s.get(
+                url(server.port, "payment-api"), headers={"host": "api.example.com"}, verify=cafile
+            )
+        )
+
+    assert (body["sni"], body["host"]) == (PAYMENT, "api.example.com")
+
+
+@pytest.mark.parametrize(
+    ("host", "sni"),
+    [("127.0.0.1", None), ("localhost", "localhost")],
+)
+def test_redirect_to_another_host_does_not_carry_the_rewritten_host(
+    session: Session, server: TLSEchoServer, host: str, sni: str | None
+) -> None:
+    target = url(server.port, host, "/final")
+    response = session.get(url(server.port, "payment-api", "/redirect"), params={"to": target})
+
+    (hop,) = response.history
+    assert hop.status_code == 302
+    assert (hop.json()["sni"], hop.json()["host"]) == (PAYMENT, f"{PAYMENT}:{server.port}")
+    final = echo(response)
+    assert (final["sni"], final["host"], final["path"]) == (sni, f"{host}:{server.port}", "/final")
+
+
+def test_redirect_within_the_alias_is_rewritten_again(
+    session: Session, server: TLSEchoServer
+) -> None:
+    target = url(server.port, "second-api", "/final")
+    response = session.get(url(server.port, "payment-api", "/redirect"), params={"to": target})
+
+    final = echo(response)
+    assert (final["sni"], final["host"], final["path"]) == (
+        SECOND,
+        f"{SECOND}:{server.port}",
+        "/final",
+    )
+
+
+# --- names that are not aliases -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "pool_class"),
+    [
+        ("https://api.example.com/v1", HTTPSConnectionPool),
+        ("https://127.0.0.1:8443/", HTTPSConnectionPool),
+        ("https://[::1]/", HTTPSConnectionPool),
+        ("https://localhost/", HTTPSConnectionPool),
+        ("http://api.example.com/", HTTPConnectionPool),
+        ("http://10.0.0.1/", HTTPConnectionPool),
+    ],
+)
+def test_non_alias_takes_urllib3s_own_pool_without_a_dns_query(
+    session: Session, dns: ClusterDNS, target: str, pool_class: type[HTTPConnectionPool]
+) -> None:
+    pool = pool_for(session.get_adapter(target), target)
+
+    assert type(pool) is pool_class
+    assert "ka_route" not in pool.conn_kw
+    assert "server_hostname" not in pool.conn_kw
+    assert dns.queries == []
+
+
+def test_cluster_ip_service_takes_urllib3s_own_pool(session: Session, dns: ClusterDNS) -> None:
+    dns.cluster_ip("ledger", "production", "10.96.0.20")
+
+    pool = pool_for(session.get_adapter("https://ledger/"), "https://ledger/")
+
+    assert type(pool) is HTTPSConnectionPool
+    assert pool.host == "ledger"  # urllib3 resolves it itself, as without kubealias
+    assert dns.query_count("ledger.production.svc.cluster.local") >= 1
+
+
+@pytest.mark.parametrize(("host", "sni"), [("localhost", "localhost"), ("127.0.0.1", None)])
+def test_non_alias_request_is_unchanged(
+    session: Session, server: TLSEchoServer, dns: ClusterDNS, host: str, sni: str | None
+) -> None:
+    body = echo(session.get(url(server.port, host)))
+
+    assert (body["sni"], body["host"]) == (sni, f"{host}:{server.port}")
+    assert dns.queries == []
+
+
+# --- verification ---------------------------------------------------------------------------------
+
+
+def test_certificate_for_another_name_fails(session: Session, server: TLSEchoServer) -> None:
+    # The server has no certificate for wrong.example.test: it presents its default one, from
+    # the trusted CA but for other names.
+    with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+        session.get(url(server.port, "wrong-api"))
+
+
+@pytest.mark.parametrize("verify", [True, "other"])
+def test_untrusted_ca_fails(
+    resolver: Resolver, server: TLSEchoServer, other_cafile: str, verify: bool | str
+) -> None:
+    with Session(resolver=resolver) as s, pytest.raises(requests.exceptions.SSLError):
+        s.get(url(server.port, "payment-api"), verify=other_cafile if verify == "other" else True)
+
+
+def test_verify_false_is_the_callers_choice_and_stays_theirs(
+    session: Session, server: TLSEchoServer
+) -> None:
+    with pytest.warns(urllib3.exceptions.InsecureRequestWarning):
+        response = session.get(url(server.port, "wrong-api"), verify=False)
+
+    # Not verified, as asked; the SNI is still the TLS name, which this server does not serve.
+    assert response.status_code == 421
+    assert response.json()["sni"] == WRONG
+    # The unverified connection is not reused for a request that verifies.
+    with pytest.raises(requests.exceptions.SSLError):
+        session.get(url(server.port, "wrong-api"))
+
+
+def test_kubealias_only_changes_the_name_verified(session: Session, server: TLSEchoServer) -> None:
+    target = url(server.port, "payment-api")
+    with session.get(target, stream=True) as response:
+        pool = pool_for(adapter_of(session), target, session.verify)
+        conn = response.raw.connection
+        sock = conn.sock
+
+        assert type(pool) is kubealias.urllib3._AliasHTTPSConnectionPool
+        assert (pool.cert_reqs, pool.ca_certs) == ("CERT_REQUIRED", session.verify)
+        assert pool.assert_hostname is None
+        assert conn.is_verified
+        assert sock.server_hostname == PAYMENT
+        assert sock.getpeercert()["subjectAltName"] == (("DNS", PAYMENT),)
+
+
+def test_client_certificate_is_passed_through(
+    resolver: Resolver, cafile: str, mtls_server: TLSEchoServer, client_cert: tuple[str, str]
+) -> None:
+    target = url(mtls_server.port, "payment-api")
+    with Session(resolver=resolver) as s:
+        s.verify = cafile
+        # Without one, the server ends the handshake (TLS 1.3: at the first read).
+        with pytest.raises(requests.exceptions.ConnectionError):
+            s.get(target)
+        body = echo(s.get(target, cert=client_cert))
+
+    assert (body["sni"], body["host"]) == (PAYMENT, f"{PAYMENT}:{mtls_server.port}")
+
+
+# --- connecting, timeouts, retries ----------------------------------------------------------------
+
+
+def test_first_address_refusing_moves_to_the_next(
+    session: Session, resolver: Resolver, server: TLSEchoServer, lookups: list[str]
+) -> None:
+    assert resolver.resolve("multi-api").addresses == ("127.0.0.2", "127.0.0.1")
+
+    body = echo(session.get(url(server.port, "multi-api")))
+
+    assert (body["sni"], body["host"]) == (MULTI, f"{MULTI}:{server.port}")
+    assert lookups == []
+
+
+def test_first_address_timing_out_moves_to_the_next(
+    session: Session, dns: ClusterDNS, server: TLSEchoServer
+) -> None:
+    # 127.0.0.2 on the server's port accepts nothing more (its queue is full): SYNs are dropped.
+    with socket.create_server(("127.0.0.2", server.port), backlog=0) as listener:
+        filler = socket.create_connection(listener.getsockname(), timeout=1)
+        with filler:
+            dns.record(PAYMENT, "A", ["127.0.0.2", "127.0.0.1"], replace=True)
+            body = echo(session.get(url(server.port, "payment-api"), timeout=(0.2, 5)))
+
+    assert body["sni"] == PAYMENT
+
+
+def test_no_address_accepting_lists_every_address(session: Session, server: TLSEchoServer) -> None:
+    with pytest.raises(requests.exceptions.ConnectionError) as info:
+        session.get(url(server.port, "dead-api"))
+
+    message = str(info.value)
+    assert f"cannot connect to dead-api ({DEAD})" in message
+    assert f"127.0.0.2:{server.port}" in message
+    assert f"127.0.0.3:{server.port}" in message
+
+
+def _same_failure(
+    session: Session, alias: str, port: int, timeout: Any
+) -> type[requests.RequestException]:
+    """The error of the alias's request, checked to be the base adapter's for the address."""
+    with pytest.raises(requests.RequestException) as base:
+        requests.get(url(port, "127.0.0.1"), timeout=timeout)
+    with pytest.raises(requests.RequestException) as ours:
+        session.get(url(port, alias), timeout=timeout)
+    assert type(ours.value) is type(base.value)
+    return type(ours.value)
+
+
+def test_read_timeout_as_the_base_adapter(
+    session: Session, silent_port: int, lookups: list[str]
+) -> None:
+    # The server accepts the TCP connection and never answers the TLS handshake.
+    assert _same_failure(session, "payment-api", silent_port, 0.2) is requests.ReadTimeout
+
+
+def test_connect_timeout_as_the_base_adapter(session: Session, blackhole_port: int) -> None:
+    failure = _same_failure(session, "payment-api", blackhole_port, (0.2, 5))
+
+    assert failure is requests.ConnectTimeout
+
+
+class ConnectSpy:
+    """Records the addresses of every connect kubealias makes; fails the first if told to."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+        self.fail_first = False
+        self._real = kubealias._http.connect_first
+
+    def __call__(self, addresses: Any, *args: Any, **kwargs: Any) -> socket.socket:
+        self.calls.append(tuple(addresses))
+        if self.fail_first and len(self.calls) == 1:
+            raise ConnectionRefusedError("refused once")
+        return self._real(addresses, *args, **kwargs)
+
+
+@pytest.fixture
+def connects(monkeypatch: pytest.MonkeyPatch) -> ConnectSpy:
+    spy = ConnectSpy()
+    monkeypatch.setattr(kubealias._http, "connect_first", spy)
+    return spy
+
+
+def test_connect_errors_are_not_retried_by_default(
+    session: Session, server: TLSEchoServer, connects: ConnectSpy
+) -> None:
+    connects.fail_first = True
+
+    with pytest.raises(requests.ConnectionError, match="refused once"):
+        session.get(url(server.port, "payment-api"))
+    assert len(connects.calls) == 1
+
+
+def test_connect_errors_are_retried_with_max_retries(
+    resolver: Resolver, cafile: str, server: TLSEchoServer, connects: ConnectSpy
+) -> None:
+    connects.fail_first = True
+    with Session(resolver=resolver, max_retries=1) as s:
+        body = echo(s.get(url(server.port, "payment-api"), verify=cafile))
+
+    assert body["sni"] == PAYMENT
+    assert connects.calls == [("127.0.0.1",), ("127.0.0.1",)]
+
+
+def test_retries_are_exhausted_as_with_the_base_adapter(
+    resolver: Resolver, cafile: str, server: TLSEchoServer, connects: ConnectSpy
+) -> None:
+    with (
+        Session(resolver=resolver, max_retries=Retry(connect=2, backoff_factor=0)) as s,
+        pytest.raises(requests.ConnectionError, match="Max retries exceeded") as info,
+    ):
+        s.get(url(server.port, "dead-api"), verify=cafile)
+
+    assert connects.calls == [("127.0.0.2", "127.0.0.3")] * 3
+    reason = info.value.args[0].reason
+    assert isinstance(reason, urllib3.exceptions.NewConnectionError)
+
+
+def test_stream_true(session: Session, server: TLSEchoServer) -> None:
+    target = url(server.port, "payment-api", "/streamed")
+    with session.get(target, stream=True) as response:
+        assert isinstance(response.raw, urllib3.HTTPResponse)
+        assert not response.raw.isclosed()  # the body is still to be read
+        body = b"".join(response.iter_content(chunk_size=7))
+    after = echo(session.get(target))
+
+    streamed = requests.models.complexjson.loads(body)
+    assert (streamed["sni"], streamed["path"]) == (PAYMENT, "/streamed")
+    assert after["conn"] == streamed["conn"]  # back in the pool once read
+
+
+# --- resolution failures --------------------------------------------------------------------------
+
+
+def test_resolution_failure_is_a_connection_error(
+    session: Session, dns: ClusterDNS, server: TLSEchoServer
+) -> None:
+    dns.external_name("broken-api", "production", "broken.example.test")
+    dns.fault("broken-api.production.svc.cluster.local", "servfail")
+
+    with pytest.raises(requests.ConnectionError) as info:
+        session.get(url(server.port, "broken-api"))
+
+    assert type(info.value) is requests.ConnectionError
+    cause = info.value.__cause__
+    assert isinstance(cause, ResolutionError)
+    assert str(info.value) == str(cause)
+    assert "cannot resolve 'broken-api'" in str(info.value)
+    assert "SERVFAIL" in str(info.value)
+    assert info.value.request is not None
+    assert info.value.request.url == url(server.port, "broken-api")
+
+
+def test_policy_refusal_is_a_connection_error(
+    dns: ClusterDNS, cafile: str, server: TLSEchoServer
+) -> None:
+    resolver = dns.resolver(timeout=1, allowed_targets=["*.allowed.test"])
+    with (
+        Session(resolver=resolver) as s,
+        pytest.raises(requests.ConnectionError, match="ALLOWED_TARGETS") as info,
+    ):
+        s.get(url(server.port, "payment-api"), verify=cafile)
+
+    assert isinstance(info.value.__cause__, PolicyError)
+    assert PAYMENT in str(info.value)
+
+
+# --- proxies --------------------------------------------------------------------------------------
+
+
+def test_proxy_connect_goes_to_the_tls_name(session: Session, server: TLSEchoServer) -> None:
+    with ConnectProxy() as proxy:
+        proxies = {"https": proxy.url}
+        bodies = [
+            echo(session.get(url(server.port, "payment-api"), proxies=proxies)) for _ in range(3)
+        ]
+        other = echo(session.get(url(server.port, "localhost"), proxies=proxies))
+        session.close()  # end the tunnels before the proxy stops
+
+    assert proxy.targets == [f"{PAYMENT}:{server.port}", f"localhost:{server.port}"]  # one each
+    assert {(b["sni"], b["host"]) for b in bodies} == {(PAYMENT, f"{PAYMENT}:{server.port}")}
+    assert len({b["conn"] for b in bodies}) == 1
+    assert (other["sni"], other["host"]) == ("localhost", f"localhost:{server.port}")
+
+
+# The client resets the tunnel when it refuses the certificate, and ConnectProxy's pipe thread
+# does not expect ECONNRESET.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_verification_stays_on_through_a_proxy(session: Session, server: TLSEchoServer) -> None:
+    with ConnectProxy() as proxy, pytest.raises(requests.exceptions.SSLError):
+        session.get(url(server.port, "wrong-api"), proxies={"https": proxy.url})
+
+    assert proxy.targets == [f"{WRONG}:{server.port}"]
+
+
+def test_proxy_with_rewrite_host_false(
+    resolver: Resolver, cafile: str, server: TLSEchoServer
+) -> None:
+    with ConnectProxy() as proxy, Session(resolver=resolver, rewrite_host=False) as s:
+        body = echo(
+            s.get(url(server.port, "payment-api"), proxies={"https": proxy.url}, verify=cafile)
+        )
+
+    assert proxy.targets == [f"{PAYMENT}:{server.port}"]
+    assert (body["sni"], body["host"]) == (PAYMENT, f"payment-api:{server.port}")
+
+
+@pytest.mark.parametrize(
+    ("no_proxy", "proxied"),
+    [
+        ("payment-api", {"second-api"}),  # the name the application used
+        ("payment-api,second-api", set()),
+        (PAYMENT, {"payment-api", "second-api"}),  # the TLS name is not what NO_PROXY sees
+        ("", {"payment-api", "second-api"}),
+    ],
+)
+def test_https_proxy_and_no_proxy_from_the_environment(
+    session: Session,
+    server: TLSEchoServer,
+    monkeypatch: pytest.MonkeyPatch,
+    no_proxy: str,
+    proxied: set[str],
+) -> None:
+    names = {"payment-api": PAYMENT, "second-api": SECOND}
+    with ConnectProxy() as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        monkeypatch.setenv("NO_PROXY", no_proxy)
+        for service, name in names.items():
+            body = echo(session.get(url(server.port, service)))
+            assert (body["sni"], body["host"]) == (name, f"{name}:{server.port}")
+        session.close()
+
+    assert proxy.targets == [f"{names[s]}:{server.port}" for s in names if s in proxied]
+
+
+def test_resolution_failure_through_a_proxy(
+    session: Session, dns: ClusterDNS, server: TLSEchoServer
+) -> None:
+    dns.fault("payment-api.production.svc.cluster.local", "servfail")
+    with ConnectProxy() as proxy, pytest.raises(requests.ConnectionError) as info:
+        session.get(url(server.port, "payment-api"), proxies={"https": proxy.url})
+
+    assert isinstance(info.value.__cause__, ResolutionError)
+    assert proxy.targets == []  # never asked the proxy for the service name
+
+
+# --- threads --------------------------------------------------------------------------------------
+
+
+def test_threads_share_one_session(resolver: Resolver, cafile: str, server: TLSEchoServer) -> None:
+    pairs = (("payment-api", PAYMENT), ("second-api", SECOND))
+    with Session(resolver=resolver, pool_maxsize=32) as s:
+        s.verify = cafile
+
+        def work(worker: int) -> int:
+            for n in range(32):
+                service, name = pairs[(worker + n) % 2]
+                response = s.get(url(server.port, service, f"/{worker}/{n}"))
+                body = echo(response)
+                assert (body["sni"], body["host"], body["path"]) == (
+                    name,
+                    f"{name}:{server.port}",
+                    f"/{worker}/{n}",
+                )
+            return worker
+
+        with ThreadPoolExecutor(32) as pool:
+            assert sorted(pool.map(work, range(32))) == list(range(32))
+        keys = adapter_of(s).poolmanager.pools.keys()
+
+    assert sorted(key.key_server_hostname for key in keys) == [PAYMENT, SECOND]
+
+
+# --- the adapter itself ---------------------------------------------------------------------------
+
+
+def test_session_mounts_on_http_and_https(resolver: Resolver) -> None:
+    with Session(resolver=resolver, rewrite_host=False) as s:
+        https, http = s.adapters["https://"], s.adapters["http://"]
+
+    assert isinstance(https, KubeAliasAdapter) and isinstance(http, KubeAliasAdapter)
+    assert https is not http
+    for adapter in (https, http):
+        assert adapter._ka_resolver is resolver
+        assert adapter._ka_rewrite_host is False
+        assert type(adapter.poolmanager) is kubealias.urllib3.PoolManager
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda r: KubeAliasAdapter(3, 7, 2, True, resolver=r),
+        lambda r: KubeAliasAdapter(
+            pool_connections=3, pool_maxsize=7, max_retries=2, pool_block=True, resolver=r
+        ),
+        lambda r: Session(
+            resolver=r, pool_connections=3, pool_maxsize=7, max_retries=2, pool_block=True
+        ).get_adapter("https://"),
+    ],
+    ids=["positional", "keywords", "session"],
+)
+def test_adapter_takes_httpadapters_arguments(resolver: Resolver, make: Any) -> None:
+    adapter = make(resolver)
+
+    assert adapter.max_retries.total == 2
+    assert adapter.poolmanager.pools._maxsize == 3
+    assert (adapter._pool_connections, adapter._pool_maxsize, adapter._pool_block) == (3, 7, True)
+    for target in ("https://payment-api/", "https://api.example.com/"):
+        pool = pool_for(adapter, target)
+        assert (pool.pool.maxsize, pool.block) == (7, True)
+
+
+def test_adapter_pickles_without_a_resolver(
+    resolver: Resolver, cafile: str, server: TLSEchoServer
+) -> None:
+    adapter = KubeAliasAdapter(pool_maxsize=7, max_retries=2, rewrite_host=False)
+
+    clone = pickle.loads(pickle.dumps(adapter))
+
+    assert type(clone.poolmanager) is kubealias.urllib3.PoolManager
+    assert (clone._ka_resolver, clone._ka_rewrite_host) == (None, False)
+    assert (clone._pool_maxsize, clone.max_retries.total) == (7, 2)
+    # It works, with the default resolver.
+    kubealias.set_default_resolver(resolver)
+    try:
+        with requests.Session() as s:
+            s.mount("https://", clone)
+            body = echo(s.get(url(server.port, "payment-api"), verify=cafile))
+        session = pickle.loads(pickle.dumps(Session()))
+        assert isinstance(session.get_adapter("http://"), KubeAliasAdapter)
+    finally:
+        kubealias.set_default_resolver(None)
+
+    assert (body["sni"], body["host"]) == (PAYMENT, f"payment-api:{server.port}")
+
+
+def test_plain_http_alias_connects_to_the_addresses(
+    session: Session, plain_server: Any, lookups: list[str]
+) -> None:
+    port = plain_server.server_address[1]
+    target = url(port, "payment-api", "/plain", scheme="http")
+
+    bodies = [echo(session.get(target)) for _ in range(3)]
+
+    assert {b["host"] for b in bodies} == {f"{PAYMENT}:{port}"}
+    assert len({b["conn"] for b in bodies}) == 1  # keep-alive
+    assert type(pool_for(session.get_adapter(target), target)) is (
+        kubealias.urllib3._AliasHTTPConnectionPool
+    )
+    assert lookups == []  # payment.example.test is known to no resolver but the cluster DNS

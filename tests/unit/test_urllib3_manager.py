@@ -1,0 +1,671 @@
+"""kubealias.urllib3 (PoolManager, ProxyManager) and the shared route logic of kubealias._http."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import urllib3
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    InsecureRequestWarning,
+    MaxRetryError,
+    NameResolutionError,
+    NewConnectionError,
+    ReadTimeoutError,
+    SSLError,
+)
+from urllib3.util.retry import Retry
+
+import kubealias._http
+from kubealias import PolicyError, ResolutionError, Resolver
+from kubealias._http import Route, connect_first, plan_route
+from kubealias.testing import ClusterDNS
+from kubealias.urllib3 import PoolManager, ProxyManager
+from tests.unit._tls_echo import ConnectProxy, TLSEchoServer
+from tests.unit.conftest import DEAD, MULTI, PAYMENT, SECOND, WRONG, FakeClock, url
+
+ALIAS_HTTPS = kubealias.urllib3._AliasHTTPSConnectionPool
+ALIAS_HTTP = kubealias.urllib3._AliasHTTPConnectionPool
+
+
+@pytest.fixture
+def http(resolver: Resolver, cafile: str) -> Iterator[PoolManager]:
+    with PoolManager(ca_certs=cafile, resolver=resolver) as manager:
+        yield manager
+
+
+def echo(response: urllib3.BaseHTTPResponse) -> dict[str, Any]:
+    assert response.status == 200, response.data
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def host_header(pool: HTTPConnectionPool, **headers: str) -> str | None:
+    """The Host line a request on a new connection of ``pool`` would send (no I/O)."""
+    conn = pool._new_conn()
+    conn.putrequest("GET", "/", skip_host="host" in {k.lower() for k in headers})
+    lines = [line.decode() for line in conn._buffer]  # type: ignore[attr-defined]
+    hosts = [line.split(": ", 1)[1] for line in lines if line.lower().startswith("host:")]
+    assert len(hosts) <= 1
+    return hosts[0] if hosts else None
+
+
+# --- the route (kubealias._http, shared by every adapter) -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scheme", "port", "rewrite", "want_port", "want_header"),
+    [
+        ("https", None, True, 443, PAYMENT),
+        ("https", 443, True, 443, PAYMENT),
+        ("https", 8443, True, 8443, f"{PAYMENT}:8443"),
+        ("https", 80, True, 80, f"{PAYMENT}:80"),
+        ("http", None, True, 80, PAYMENT),
+        ("http", 80, True, 80, PAYMENT),
+        ("HTTP", 8080, True, 8080, f"{PAYMENT}:8080"),
+        ("http", 443, True, 443, f"{PAYMENT}:443"),
+        ("https", 8443, False, 8443, None),
+    ],
+)
+def test_plan_route(
+    resolver: Resolver,
+    scheme: str,
+    port: int | None,
+    rewrite: bool,
+    want_port: int,
+    want_header: str | None,
+) -> None:
+    route = plan_route(resolver, "payment-api", port, scheme, rewrite_host=rewrite)
+
+    assert route == Route("payment-api", PAYMENT, ("127.0.0.1",), want_port, want_header)
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "::1", "api.example.com"])
+def test_plan_route_is_none_for_names_that_are_not_aliases(
+    resolver: Resolver, dns: ClusterDNS, host: str
+) -> None:
+    assert plan_route(resolver, host, 443, "https", rewrite_host=True) is None
+    assert dns.queries == []
+
+
+def test_connect_first_lists_every_address(server: TLSEchoServer) -> None:
+    with pytest.raises(OSError, match="no address"):
+        connect_first([], server.port, 1, name="x")
+    with pytest.raises(OSError) as info:
+        connect_first(["127.0.0.2", "127.0.0.3"], server.port, 1, name="dead-api (dead)")
+    assert str(info.value).startswith("cannot connect to dead-api (dead): ")
+    assert f"127.0.0.2:{server.port} (" in str(info.value)
+    assert f"127.0.0.3:{server.port} (" in str(info.value)
+    assert isinstance(info.value.__cause__, ConnectionRefusedError)
+
+    with connect_first(["127.0.0.2", "127.0.0.1"], server.port, 1, name="multi") as sock:
+        assert sock.getpeername() == ("127.0.0.1", server.port)
+
+
+def test_connect_first_times_out_per_address(blackhole_port: int) -> None:
+    with pytest.raises(TimeoutError, match="cannot connect to slow"):
+        connect_first(["127.0.0.1"], blackhole_port, 0.1, name="slow")
+
+
+# --- the documented use ---------------------------------------------------------------------------
+
+
+def test_alias_is_verified_as_the_external_name_and_reused(
+    http: PoolManager, server: TLSEchoServer, dns: ClusterDNS, lookups: list[str]
+) -> None:
+    before = len(server.connections)
+    bodies = [echo(http.request("GET", url(server.port, "payment-api", f"/{n}"))) for n in range(5)]
+
+    assert {(b["sni"], b["host"]) for b in bodies} == {(PAYMENT, f"{PAYMENT}:{server.port}")}
+    assert server.connections[before:] == [PAYMENT]  # five requests, one TLS handshake
+    assert lookups == []  # connected to the cluster DNS's addresses: no second lookup
+    assert {q.name for q in dns.queries} == {"payment-api.production.svc.cluster.local"}
+
+
+def test_alias_pool_and_its_verified_connection(http: PoolManager, server: TLSEchoServer) -> None:
+    target = url(server.port, "payment-api")
+    pool = http.connection_from_url(target)
+    response = http.request("GET", target, preload_content=False)
+    conn = response.connection
+    assert conn is not None
+    sock = conn.sock
+
+    assert type(pool) is ALIAS_HTTPS
+    assert (pool.host, pool.port) == ("payment-api", server.port)
+    assert pool.conn_kw["server_hostname"] == PAYMENT
+    assert pool.assert_hostname is None  # kubealias never touches it
+    assert conn.is_verified  # type: ignore[attr-defined]
+    assert isinstance(sock, ssl.SSLSocket)
+    assert sock.server_hostname == PAYMENT
+    assert sock.getpeercert()["subjectAltName"] == (("DNS", PAYMENT),)
+    assert sock.getpeername() == ("127.0.0.1", server.port)
+    response.read()
+    response.release_conn()
+    assert http.connection_from_url(url(server.port, "payment-api", "/other")) is pool
+
+
+def test_post_body_and_preload_content_false(http: PoolManager, server: TLSEchoServer) -> None:
+    target = url(server.port, "payment-api", "/charges")
+    response = http.request("POST", target, body=b"amount=1", preload_content=False)
+    body = json.loads(b"".join(response.stream(5)))
+    response.release_conn()
+    after = echo(http.request("GET", target))
+
+    assert (body["method"], body["body"], body["sni"]) == ("POST", "amount=1", PAYMENT)
+    assert after["conn"] == body["conn"]  # back in the pool once read
+
+
+# --- pools: one per TLS name and address set ------------------------------------------------------
+
+
+def test_two_aliases_on_one_address_never_share_a_connection(
+    http: PoolManager, server: TLSEchoServer
+) -> None:
+    conns: dict[str, set[int]] = {PAYMENT: set(), SECOND: set()}
+    for _ in range(4):
+        for service, name in (("payment-api", PAYMENT), ("second-api", SECOND)):
+            body = echo(http.request("GET", url(server.port, service)))
+            assert (body["sni"], body["host"]) == (name, f"{name}:{server.port}")
+            conns[name].add(body["conn"])
+
+    assert len(conns[PAYMENT]) == len(conns[SECOND]) == 1
+    assert not conns[PAYMENT] & conns[SECOND]
+
+
+def test_new_tls_name_after_the_ttl_gets_a_new_pool(
+    dns: ClusterDNS, clock: FakeClock, cafile: str, server: TLSEchoServer
+) -> None:
+    target = url(server.port, "payment-api")
+    with PoolManager(ca_certs=cafile, resolver=dns.resolver(timeout=1, clock=clock)) as http:
+        first = echo(http.request("GET", target))
+        old_pool = http.connection_from_url(target)
+        dns.external_name("payment-api", "production", SECOND)
+        clock.advance(1)
+        cached = echo(http.request("GET", target))
+        clock.advance(5)
+        moved = echo(http.request("GET", target))
+        new_pool = http.connection_from_url(target)
+
+    assert (first["sni"], cached["sni"], cached["conn"]) == (PAYMENT, PAYMENT, first["conn"])
+    assert (moved["sni"], moved["host"]) == (SECOND, f"{SECOND}:{server.port}")
+    assert moved["conn"] != first["conn"]
+    assert new_pool is not old_pool
+    assert new_pool.conn_kw["server_hostname"] == SECOND
+
+
+def test_new_address_set_after_the_ttl_gets_a_new_pool(
+    dns: ClusterDNS, clock: FakeClock, cafile: str, server: TLSEchoServer
+) -> None:
+    target = url(server.port, "payment-api")
+    with PoolManager(ca_certs=cafile, resolver=dns.resolver(timeout=1, clock=clock)) as http:
+        first = echo(http.request("GET", target))
+        dns.record(PAYMENT, "A", ["127.0.0.2", "127.0.0.1"], replace=True)
+        clock.advance(6)
+        moved = echo(http.request("GET", target))
+        pool = http.connection_from_url(target)
+
+    assert moved["sni"] == PAYMENT
+    assert moved["conn"] != first["conn"]
+    assert pool.conn_kw["ka_route"].addresses == ("127.0.0.2", "127.0.0.1")
+
+
+# --- the Host header ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "want"),
+    [
+        ("https://payment-api/", PAYMENT),
+        ("https://payment-api:443/", PAYMENT),
+        ("https://payment-api:8443/", f"{PAYMENT}:8443"),
+        ("http://payment-api/", PAYMENT),
+        ("http://payment-api:8080/", f"{PAYMENT}:8080"),
+    ],
+)
+def test_host_header_has_the_port_only_when_not_the_default(
+    http: PoolManager, target: str, want: str
+) -> None:
+    assert host_header(http.connection_from_url(target)) == want
+
+
+def test_host_header_of_the_caller_is_kept(http: PoolManager) -> None:
+    pool = http.connection_from_url("https://payment-api/")
+
+    assert host_header(pool, Host="api.example.com") is None  # putrequest adds none: theirs
+
+
+def test_rewrite_host_false_keeps_the_applications_name(
+    resolver: Resolver, cafile: str, server: TLSEchoServer
+) -> None:
+    with PoolManager(ca_certs=cafile, resolver=resolver, rewrite_host=False) as http:
+        body = echo(http.request("GET", url(server.port, "payment-api")))
+
+    # The echo server chooses its virtual host by SNI (421 only for an unknown SNI).
+    assert (body["sni"], body["host"]) == (PAYMENT, f"payment-api:{server.port}")
+
+
+@pytest.mark.parametrize("rewrite_host", [True, False])
+def test_callers_host_header_is_never_overwritten(
+    resolver: Resolver, cafile: str, server: TLSEchoServer, rewrite_host: bool
+) -> None:
+    with PoolManager(ca_certs=cafile, resolver=resolver, rewrite_host=rewrite_host) as http:
+        body = echo(
+            http.request(
+                "GET", url(server.port, "payment-api"), headers={"HOST": "api.example.com"}
+            )
+        )
+
+    assert (body["sni"], body["host"]) == (PAYMENT, "api.example.com")
+
+
+@pytest.mark.parametrize(("host", "sni"), [("127.0.0.1", None), ("localhost", "localhost")])
+def test_redirect_to_another_host_does_not_carry_the_rewritten_host(
+    http: PoolManager, server: TLSEchoServer, host: str, sni: str | None
+) -> None:
+    target = url(server.port, host, "/final")
+    response = http.request(
+        "GET", url(server.port, "payment-api", "/redirect"), fields={"to": target}
+    )
+
+    final = echo(response)
+    assert (final["sni"], final["host"], final["path"]) == (sni, f"{host}:{server.port}", "/final")
+    (hop,) = response.retries.history  # type: ignore[union-attr]
+    assert (hop.status, hop.redirect_location) == (302, target)
+
+
+def test_redirect_within_the_alias_is_rewritten_again(
+    http: PoolManager, server: TLSEchoServer
+) -> None:
+    target = url(server.port, "second-api", "/final")
+    response = http.request(
+        "GET", url(server.port, "payment-api", "/redirect"), fields={"to": target}
+    )
+
+    final = echo(response)
+    assert (final["sni"], final["host"], final["path"]) == (
+        SECOND,
+        f"{SECOND}:{server.port}",
+        "/final",
+    )
+
+
+# --- names that are not aliases -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "pool_class"),
+    [
+        ("https://api.example.com/v1", HTTPSConnectionPool),
+        ("https://127.0.0.1:8443/", HTTPSConnectionPool),
+        ("https://[::1]/", HTTPSConnectionPool),
+        ("https://localhost/", HTTPSConnectionPool),
+        ("http://api.example.com/", HTTPConnectionPool),
+        ("http://10.0.0.1/", HTTPConnectionPool),
+    ],
+)
+def test_non_alias_takes_urllib3s_own_pool_without_a_dns_query(
+    http: PoolManager, dns: ClusterDNS, target: str, pool_class: type[HTTPConnectionPool]
+) -> None:
+    pool = http.connection_from_url(target)
+    plain = urllib3.PoolManager(ca_certs=http.connection_pool_kw["ca_certs"])
+
+    assert type(pool) is pool_class
+    assert vars(pool).keys() == vars(plain.connection_from_url(target)).keys()
+    assert "ka_route" not in pool.conn_kw
+    assert "server_hostname" not in pool.conn_kw
+    assert dns.queries == []
+
+
+def test_cluster_ip_service_takes_urllib3s_own_pool(http: PoolManager, dns: ClusterDNS) -> None:
+    dns.cluster_ip("ledger", "production", "10.96.0.20")
+
+    pool = http.connection_from_url("https://ledger/")
+
+    assert type(pool) is HTTPSConnectionPool
+    assert pool.host == "ledger"
+    assert dns.query_count("ledger.production.svc.cluster.local") >= 1
+
+
+@pytest.mark.parametrize(("host", "sni"), [("localhost", "localhost"), ("127.0.0.1", None)])
+def test_non_alias_request_is_unchanged(
+    http: PoolManager, server: TLSEchoServer, dns: ClusterDNS, host: str, sni: str | None
+) -> None:
+    body = echo(http.request("GET", url(server.port, host)))
+
+    assert (body["sni"], body["host"]) == (sni, f"{host}:{server.port}")
+    assert dns.queries == []
+
+
+# --- verification ---------------------------------------------------------------------------------
+
+
+def test_certificate_for_another_name_fails(http: PoolManager, server: TLSEchoServer) -> None:
+    with pytest.raises(MaxRetryError) as info:
+        http.request("GET", url(server.port, "wrong-api"))
+
+    assert isinstance(info.value.reason, SSLError)
+    assert "CERTIFICATE_VERIFY_FAILED" in str(info.value.reason)
+
+
+@pytest.mark.parametrize("ca_certs", ["system", "other"])
+def test_untrusted_ca_fails(
+    resolver: Resolver, server: TLSEchoServer, other_cafile: str, ca_certs: str
+) -> None:
+    kwargs = {"ca_certs": other_cafile} if ca_certs == "other" else {}
+    with PoolManager(resolver=resolver, **kwargs) as http, pytest.raises(MaxRetryError) as info:
+        http.request("GET", url(server.port, "payment-api"), retries=1)
+
+    assert isinstance(info.value.reason, SSLError)
+
+
+def test_cert_none_is_the_callers_choice(resolver: Resolver, server: TLSEchoServer) -> None:
+    with (
+        PoolManager(resolver=resolver, cert_reqs="CERT_NONE") as http,
+        pytest.warns(InsecureRequestWarning),
+    ):
+        response = http.request("GET", url(server.port, "wrong-api"))
+
+    assert response.status == 421
+    assert response.json()["sni"] == WRONG
+
+
+def test_client_certificate_is_passed_through(
+    resolver: Resolver, cafile: str, mtls_server: TLSEchoServer, client_cert: tuple[str, str]
+) -> None:
+    target = url(mtls_server.port, "payment-api")
+    with PoolManager(ca_certs=cafile, resolver=resolver) as http, pytest.raises(MaxRetryError):
+        http.request("GET", target, retries=1)
+    cert_file, key_file = client_cert
+    with PoolManager(
+        ca_certs=cafile, cert_file=cert_file, key_file=key_file, resolver=resolver
+    ) as http:
+        body = echo(http.request("GET", target))
+
+    assert body["sni"] == PAYMENT
+
+
+# --- connecting, timeouts, retries ----------------------------------------------------------------
+
+
+def test_first_address_refusing_moves_to_the_next(
+    http: PoolManager, server: TLSEchoServer, lookups: list[str]
+) -> None:
+    body = echo(http.request("GET", url(server.port, "multi-api")))
+
+    assert (body["sni"], body["host"]) == (MULTI, f"{MULTI}:{server.port}")
+    assert lookups == []
+
+
+def test_no_address_accepting(http: PoolManager, server: TLSEchoServer) -> None:
+    with pytest.raises(MaxRetryError) as info:
+        http.request(
+            "GET", url(server.port, "dead-api"), retries=Retry(connect=2, backoff_factor=0)
+        )
+    assert isinstance(info.value.reason, NewConnectionError)
+    assert f"cannot connect to dead-api ({DEAD})" in str(info.value.reason)
+
+    with pytest.raises(NewConnectionError, match=rf"127\.0\.0\.2:{server.port}.*127\.0\.0\.3"):
+        http.request("GET", url(server.port, "dead-api"), retries=False)
+
+
+def _same_failure(http: PoolManager, alias: str, port: int, **kw: Any) -> type[Exception]:
+    """The error of the alias's request, checked to be urllib3's own for the address."""
+    with urllib3.PoolManager() as plain, pytest.raises(Exception) as base:
+        plain.request("GET", url(port, "127.0.0.1"), **kw)
+    with pytest.raises(Exception) as ours:
+        http.request("GET", url(port, alias), **kw)
+    assert type(ours.value) is type(base.value)
+    if isinstance(ours.value, MaxRetryError):
+        assert type(ours.value.reason) is type(base.value.reason)  # type: ignore[attr-defined]
+    return type(ours.value)
+
+
+@pytest.mark.parametrize("retries", [False, 0])
+def test_read_timeout_as_urllib3(http: PoolManager, silent_port: int, retries: Any) -> None:
+    failure = _same_failure(http, "payment-api", silent_port, timeout=0.2, retries=retries)
+
+    assert failure is (ReadTimeoutError if retries is False else MaxRetryError)
+
+
+@pytest.mark.parametrize("retries", [False, 0])
+def test_connect_timeout_as_urllib3(http: PoolManager, blackhole_port: int, retries: Any) -> None:
+    timeout = urllib3.Timeout(connect=0.2, read=5)
+    failure = _same_failure(http, "payment-api", blackhole_port, timeout=timeout, retries=retries)
+
+    assert failure is (ConnectTimeoutError if retries is False else MaxRetryError)
+
+
+def test_first_address_timing_out_moves_to_the_next(
+    http: PoolManager, dns: ClusterDNS, server: TLSEchoServer
+) -> None:
+    with socket.create_server(("127.0.0.2", server.port), backlog=0) as listener:
+        filler = socket.create_connection(listener.getsockname(), timeout=1)
+        with filler:
+            dns.record(PAYMENT, "A", ["127.0.0.2", "127.0.0.1"], replace=True)
+            response = http.request(
+                "GET", url(server.port, "payment-api"), timeout=urllib3.Timeout(connect=0.2)
+            )
+
+    assert echo(response)["sni"] == PAYMENT
+
+
+def test_connect_errors_are_retried(
+    http: PoolManager, server: TLSEchoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, ...]] = []
+    real = kubealias._http.connect_first
+
+    def flaky(addresses: Any, *args: Any, **kwargs: Any) -> socket.socket:
+        calls.append(tuple(addresses))
+        if len(calls) == 1:
+            raise ConnectionRefusedError("refused once")
+        return real(addresses, *args, **kwargs)
+
+    monkeypatch.setattr(kubealias._http, "connect_first", flaky)
+    body = echo(http.request("GET", url(server.port, "payment-api"), retries=Retry(connect=1)))
+
+    assert body["sni"] == PAYMENT
+    assert calls == [("127.0.0.1",), ("127.0.0.1",)]
+
+
+# --- resolution failures --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def broken(dns: ClusterDNS) -> str:
+    dns.external_name("broken-api", "production", "broken.example.test")
+    dns.fault("broken-api.production.svc.cluster.local", "servfail")
+    return "broken-api"
+
+
+@pytest.mark.parametrize("retries", [None, 3, Retry(total=2)])
+def test_resolution_failure_is_max_retry_error_with_a_name_resolution_reason(
+    http: PoolManager, server: TLSEchoServer, broken: str, dns: ClusterDNS, retries: Any
+) -> None:
+    target = url(server.port, broken)
+    with pytest.raises(MaxRetryError) as info:
+        http.request("GET", target, retries=retries)
+
+    reason = info.value.reason
+    assert isinstance(reason, NameResolutionError)
+    assert isinstance(reason.__cause__, ResolutionError)
+    assert "cannot resolve 'broken-api'" in str(reason)
+    assert "cannot resolve 'broken-api'" in str(info.value)
+    assert info.value.url == target
+    # Not retried: another try would only wait for the DNS timeout again. One request makes
+    # the queries of one resolution.
+    asked = len(dns.queries)
+    dns.reset_queries()
+    with pytest.raises(ResolutionError):
+        dns.resolver(timeout=1).resolve(broken)
+    assert asked == len(dns.queries)
+
+
+def test_resolution_failure_with_retries_false(
+    http: PoolManager, server: TLSEchoServer, broken: str
+) -> None:
+    with pytest.raises(NameResolutionError) as info:
+        http.request("GET", url(server.port, broken), retries=False)
+
+    assert isinstance(info.value.__cause__, ResolutionError)
+    assert "cannot resolve 'broken-api'" in str(info.value)
+    with pytest.raises(NameResolutionError):  # also from connection_from_url
+        http.connection_from_url(url(server.port, broken))
+
+
+def test_policy_refusal(dns: ClusterDNS, cafile: str, server: TLSEchoServer) -> None:
+    resolver = dns.resolver(timeout=1, allowed_targets=["*.allowed.test"])
+    with PoolManager(ca_certs=cafile, resolver=resolver) as http:
+        with pytest.raises(MaxRetryError, match="ALLOWED_TARGETS") as info:
+            http.request("GET", url(server.port, "payment-api"))
+        assert isinstance(info.value.reason, NameResolutionError)
+        assert isinstance(info.value.reason.__cause__, PolicyError)
+        # An alias outside the cluster domain is fine with the same resolver.
+        assert echo(http.request("GET", url(server.port, "localhost")))["sni"] == "localhost"
+
+
+@pytest.fixture
+def no_such_host(monkeypatch: pytest.MonkeyPatch) -> str:
+    """``host.nonexistent.invalid``, which getaddrinfo fails for (stubbed: no query leaves)."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "host.nonexistent.invalid":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return "host.nonexistent.invalid"
+
+
+@pytest.mark.parametrize("retries", [0, False])
+def test_other_name_resolution_errors_are_urllib3s_own(
+    http: PoolManager, dns: ClusterDNS, no_such_host: str, retries: Any
+) -> None:
+    # A name that urllib3 resolves itself (not an alias): its own error, unchanged.
+    target = f"https://{no_such_host}/"
+    with pytest.raises((MaxRetryError, NameResolutionError)) as base:
+        urllib3.PoolManager().request("GET", target, retries=retries)
+    with pytest.raises((MaxRetryError, NameResolutionError)) as ours:
+        http.request("GET", target, retries=retries)
+
+    assert type(ours.value) is type(base.value)
+    error = ours.value.reason if isinstance(ours.value, MaxRetryError) else ours.value
+    assert isinstance(error, NameResolutionError)
+    assert isinstance(error.__cause__, socket.gaierror)
+    assert str(ours.value) == str(base.value)
+    assert dns.queries == []
+
+
+# --- proxies --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def proxy() -> Iterator[ConnectProxy]:
+    with ConnectProxy() as p:
+        yield p
+
+
+def test_proxy_manager_connect_goes_to_the_tls_name(
+    resolver: Resolver, cafile: str, server: TLSEchoServer, proxy: ConnectProxy
+) -> None:
+    with ProxyManager(proxy.url, ca_certs=cafile, resolver=resolver) as http:
+        bodies = [echo(http.request("GET", url(server.port, "payment-api"))) for _ in range(3)]
+        other = echo(http.request("GET", url(server.port, "localhost")))
+        pool = http.connection_from_url(url(server.port, "payment-api"))
+        plain = http.connection_from_url(url(server.port, "localhost"))
+
+    assert proxy.targets == [f"{PAYMENT}:{server.port}", f"localhost:{server.port}"]
+    assert {(b["sni"], b["host"]) for b in bodies} == {(PAYMENT, f"{PAYMENT}:{server.port}")}
+    assert len({b["conn"] for b in bodies}) == 1
+    assert (other["sni"], other["host"]) == ("localhost", f"localhost:{server.port}")
+    assert type(pool) is ALIAS_HTTPS and pool.host == PAYMENT
+    assert pool.conn_kw["ka_route"].addresses == ()  # the proxy connects
+    assert type(plain) is HTTPSConnectionPool
+
+
+def test_proxy_manager_with_rewrite_host_false(
+    resolver: Resolver, cafile: str, server: TLSEchoServer, proxy: ConnectProxy
+) -> None:
+    with ProxyManager(proxy.url, ca_certs=cafile, resolver=resolver, rewrite_host=False) as http:
+        body = echo(http.request("GET", url(server.port, "payment-api")))
+        explicit = echo(
+            http.request("GET", url(server.port, "second-api"), headers={"Host": "api.example"})
+        )
+
+    assert proxy.targets == [f"{PAYMENT}:{server.port}", f"{SECOND}:{server.port}"]
+    assert (body["sni"], body["host"]) == (PAYMENT, f"payment-api:{server.port}")
+    assert (explicit["sni"], explicit["host"]) == (SECOND, "api.example")
+
+
+def test_proxy_manager_leaves_plain_http_to_the_forward_proxy(
+    resolver: Resolver, dns: ClusterDNS, proxy: ConnectProxy
+) -> None:
+    with ProxyManager(proxy.url, resolver=resolver) as http:
+        response = http.request("GET", "http://payment-api:8080/x", retries=False)
+
+    assert response.status == 405  # ConnectProxy only tunnels; the request reached it unchanged
+    assert proxy.targets == ["http://payment-api:8080/x"]
+    assert dns.queries == []
+
+
+def test_proxy_manager_resolution_failure(
+    resolver: Resolver, cafile: str, server: TLSEchoServer, proxy: ConnectProxy, broken: str
+) -> None:
+    with ProxyManager(proxy.url, ca_certs=cafile, resolver=resolver) as http:
+        with pytest.raises(MaxRetryError) as info:
+            http.request("GET", url(server.port, broken))
+        with pytest.raises(NameResolutionError):
+            http.request("GET", url(server.port, broken), retries=False)
+
+    assert isinstance(info.value.reason, NameResolutionError)
+    assert isinstance(info.value.reason.__cause__, ResolutionError)
+    assert proxy.targets == []
+
+
+# --- threads and plain HTTP -----------------------------------------------------------------------
+
+
+def test_threads_share_one_manager(resolver: Resolver, cafile: str, server: TLSEchoServer) -> None:
+    pairs = (("payment-api", PAYMENT), ("second-api", SECOND))
+    with PoolManager(ca_certs=cafile, resolver=resolver, maxsize=32) as http:
+
+        def work(worker: int) -> int:
+            for n in range(32):
+                service, name = pairs[(worker + n) % 2]
+                body = echo(http.request("GET", url(server.port, service, f"/{worker}/{n}")))
+                assert (body["sni"], body["host"], body["path"]) == (
+                    name,
+                    f"{name}:{server.port}",
+                    f"/{worker}/{n}",
+                )
+            return worker
+
+        with ThreadPoolExecutor(32) as pool:
+            assert sorted(pool.map(work, range(32))) == list(range(32))
+        keys = http.pools.keys()
+
+    assert sorted(key.key_server_hostname for key in keys) == [PAYMENT, SECOND]
+
+
+def test_plain_http_alias_connects_to_the_addresses(
+    http: PoolManager, plain_server: Any, lookups: list[str]
+) -> None:
+    port = plain_server.server_address[1]
+    target = url(port, "payment-api", "/plain", scheme="http")
+
+    bodies = [echo(http.request("GET", target)) for _ in range(3)]
+
+    assert {b["host"] for b in bodies} == {f"{PAYMENT}:{port}"}
+    assert len({b["conn"] for b in bodies}) == 1
+    pool = http.connection_from_url(target)
+    assert type(pool) is ALIAS_HTTP
+    assert "server_hostname" not in pool.conn_kw
+    assert lookups == []
