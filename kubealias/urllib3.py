@@ -148,7 +148,9 @@ def _unresolved(
     host: str, port: int | None, scheme: str, exc: KubeAliasError
 ) -> NameResolutionError:
     """The error urllib3 raises for a name it cannot resolve, carrying the kubealias error."""
-    conn = HTTPConnection(host, port or default_port(scheme))  # for the message; never connects
+    # For the message, as urllib3 writes it; these objects never connect.
+    conn_cls = HTTPSConnection if scheme == "https" else HTTPConnection
+    conn = conn_cls(host, port or default_port(scheme))
     error = NameResolutionError(host, conn, exc)  # type: ignore[arg-type]
     error.__cause__ = exc
     return error
@@ -210,7 +212,10 @@ def _exhausted(exc: NameResolutionError, url: str, retries: Any) -> Exception:
     error arrives as urllib3 reports an exhausted connection, unless retries are off."""
     if not isinstance(exc.__cause__, KubeAliasError) or retries is False:
         return exc
-    return MaxRetryError(None, url, exc)  # type: ignore[arg-type]
+    conn = exc.conn
+    pool_cls = HTTPSConnectionPool if isinstance(conn, HTTPSConnection) else HTTPConnectionPool
+    pool = pool_cls(conn.host, conn.port)  # names the pool in the message; never connects
+    return MaxRetryError(pool, url, exc)
 
 
 class PoolManager(_AliasPools, urllib3.PoolManager):

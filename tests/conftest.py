@@ -14,6 +14,9 @@ if str(ROOT) not in sys.path:  # integrations/ and bench/ are imported by the te
 
 _PREFIXES = ("KUBEALIAS_", "PG")
 _NAMES = {
+    # requests prefers these over Session.verify (psf/requests#3829)
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
     "LOCALDOMAIN",
     "RES_OPTIONS",
     "HTTP_PROXY",

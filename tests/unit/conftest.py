@@ -42,14 +42,6 @@ ALIASES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def no_ca_bundle_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """requests prefers ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` over ``Session.verify``
-    (psf/requests#3829): on machines that set them, ``session.verify = cafile`` would be ignored."""
-    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-        monkeypatch.delenv(name, raising=False)
-
-
 def url(port: int, host: str, path: str = "/", scheme: str = "https") -> str:
     """``scheme://host:port/path``."""
     return f"{scheme}://{host}:{port}{path}"
