@@ -12,6 +12,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ._models import Resolution
 from ._resolver import Resolver, get_default_resolver
 
 __all__ = ["Route", "aplan_route", "connect_first", "default_port", "plan_route"]
@@ -68,7 +69,28 @@ def plan_route(
     result = (resolver or get_default_resolver()).resolve(host)
     if not result.is_alias:
         return None
-    return _route(host, result.tls_name, result.addresses, port, scheme, rewrite_host)
+    return _cached_route(result, host, port, scheme, rewrite_host)
+
+
+# Routes made from the same Resolution object (a cache hit returns the very same object) are
+# equal: reuse them instead of building one per request. Keyed by the request's inputs; a hit
+# only counts if the Resolution is the same object, so a new answer always makes a new route.
+_ROUTES: dict[tuple[str, int | None, str, bool], tuple[Resolution, Route]] = {}
+_ROUTES_MAX = 1024
+
+
+def _cached_route(
+    result: Resolution, host: str, port: int | None, scheme: str, rewrite: bool
+) -> Route:
+    key = (host, port, scheme, rewrite)
+    hit = _ROUTES.get(key)
+    if hit is not None and hit[0] is result:
+        return hit[1]
+    route = _route(host, result.tls_name, result.addresses, port, scheme, rewrite)
+    if len(_ROUTES) >= _ROUTES_MAX:
+        _ROUTES.clear()  # rare (that many distinct hosts); dict operations are atomic
+    _ROUTES[key] = (result, route)
+    return route
 
 
 async def aplan_route(
@@ -78,7 +100,7 @@ async def aplan_route(
     result = await (resolver or get_default_resolver()).aresolve(host)
     if not result.is_alias:
         return None
-    return _route(host, result.tls_name, result.addresses, port, scheme, rewrite_host)
+    return _cached_route(result, host, port, scheme, rewrite_host)
 
 
 def connect_first(

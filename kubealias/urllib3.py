@@ -49,19 +49,27 @@ _FIELDS = (*PoolKey._fields, "key_ka_route")
 AliasPoolKey: Any = __import__("collections").namedtuple("AliasPoolKey", _FIELDS)
 
 
+_EMPTY_KEY: dict[str, Any] = dict.fromkeys(_FIELDS)
+_FROZEN = frozenset({"headers", "_proxy_headers", "_socks_options"})
+
+
 def _pool_key(context: dict[str, Any]) -> Any:
-    """urllib3's key normalisation (RFC 3986: scheme and host are case-insensitive), plus the
-    route, so that pools are per TLS name and address set."""
-    context = dict(context)
-    context["scheme"] = context["scheme"].lower()
-    context["host"] = context["host"].lower()
-    for key in ("headers", "_proxy_headers", "_socks_options"):
-        if context.get(key) is not None:
-            context[key] = frozenset(context[key].items())
-    if context.get("socket_options") is not None:
-        context["socket_options"] = tuple(context["socket_options"])
-    values = {f"key_{k}": v for k, v in context.items()}
-    fields = {f: values.get(f) for f in _FIELDS}
+    """urllib3's key normalisation (RFC 3986: scheme and host are case-insensitive; dicts and
+    lists made hashable), plus the route, so that pools are per TLS name and address set.
+
+    Runs on every request: one pass over the context, no intermediate dicts. An unknown key
+    raises TypeError, as urllib3's own normaliser does.
+    """
+    fields = _EMPTY_KEY.copy()
+    for key, value in context.items():
+        if value is not None:
+            if key in _FROZEN:
+                value = frozenset(value.items())
+            elif key == "socket_options":
+                value = tuple(value)
+        fields["key_" + key] = value
+    fields["key_scheme"] = fields["key_scheme"].lower()
+    fields["key_host"] = fields["key_host"].lower()
     if fields["key_blocksize"] is None:
         fields["key_blocksize"] = 16384  # urllib3's default, as its own normaliser fills in
     return AliasPoolKey(**fields)
