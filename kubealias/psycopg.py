@@ -51,7 +51,9 @@ __all__ = [
     "rewrite_params",
 ]
 
-_QUOTED = re.compile(r'"([^"]*)"')
+# libpq's own wording that contains a quote before the quoted token (fe-connect.c:
+# conninfo_parse, conninfo_uri_parse_params); kept so that the reason stays readable.
+_LITERAL_PREFIX = re.compile(r'(missing "=" after |missing key/value separator "=" in )')
 _Conn = TypeVar("_Conn", bound="psycopg.Connection[Any]")
 
 
@@ -80,28 +82,49 @@ def _hosts(params: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[list[
     )
 
 
+def _entries(
+    params: Mapping[str, Any], environ: Mapping[str, str]
+) -> list[tuple[str, str, str]] | None:
+    """(host, hostaddr, port) for each entry of the host list; None when there is nothing to do.
+
+    Shared by the sync and async paths so that both look up exactly the same hosts.
+    """
+    hosts, hostaddrs, ports = _hosts(params, environ)
+    if not hosts:
+        return None  # libpq's default (the local socket): nothing to do
+    if hostaddrs and len(hostaddrs) != len(hosts):
+        return None  # libpq will report the mismatch in its own words
+    if len(ports) > 1 and len(ports) != len(hosts):
+        return None
+    return [
+        (
+            host,
+            hostaddrs[i] if hostaddrs else "",
+            ports[i] if len(ports) > 1 else (ports[0] if ports else ""),
+        )
+        for i, host in enumerate(hosts)
+    ]
+
+
+def _needs_lookup(host: str, addr: str) -> bool:
+    return bool(host) and not addr and not _is_local(host) and not is_ip_literal(host)
+
+
 def _rewrite(
     params: dict[str, Any],
     resolve: Callable[[str], Resolution],
     environ: Mapping[str, str],
 ) -> dict[str, Any]:
-    hosts, hostaddrs, ports = _hosts(params, environ)
-    if not hosts:
-        return params  # libpq's default (the local socket): nothing to do
-    if hostaddrs and len(hostaddrs) != len(hosts):
-        return params  # libpq will report the mismatch in its own words
-    if len(ports) > 1 and len(ports) != len(hosts):
+    entries = _entries(params, environ)
+    if entries is None:
         return params
+    ports = _hosts(params, environ)[2]
     new_hosts: list[str] = []
     new_addrs: list[str] = []
     new_ports: list[str] = []
     changed = False
-    for i, host in enumerate(hosts):
-        addr = hostaddrs[i] if hostaddrs else ""
-        port = ports[i] if len(ports) > 1 else (ports[0] if ports else "")
-        result = None
-        if host and not addr and not _is_local(host) and not is_ip_literal(host):
-            result = resolve(host)
+    for host, addr, port in entries:
+        result = resolve(host) if _needs_lookup(host, addr) else None
         if result is None or not result.is_alias or not result.addresses:
             new_hosts.append(host)
             new_addrs.append(addr)
@@ -153,9 +176,14 @@ def rewrite_conninfo(conninfo: str = "", *, resolver: Resolver | None = None, **
     """
     params = _parse(conninfo, **kwargs)
     rewritten = rewrite_params(params, resolver=resolver)
-    if rewritten is params:
-        return make_conninfo(conninfo, **kwargs)
-    return make_conninfo("", **rewritten)
+    try:
+        if rewritten == params:
+            # Invariant 3: nothing to rewrite, so exactly what psycopg itself would build
+            # from the input (a conninfo without keywords comes back as given, URL or not).
+            return make_conninfo(conninfo, **kwargs)
+        return make_conninfo("", **rewritten)
+    except psycopg.ProgrammingError as exc:  # an unknown keyword argument
+        raise _redacted(exc) from None
 
 
 def _parse(conninfo: str, **kwargs: Any) -> dict[str, Any]:
@@ -166,9 +194,22 @@ def _parse(conninfo: str, **kwargs: Any) -> dict[str, Any]:
 
 
 def _redacted(exc: psycopg.ProgrammingError) -> psycopg.ProgrammingError:
-    """libpq quotes the token it choked on, which may be a password: keep the reason only."""
-    reason = _QUOTED.sub(lambda m: '"="' if m.group(1) == "=" else '"…"', str(exc))
-    return psycopg.ProgrammingError(f"invalid connection string: {reason}")
+    """libpq quotes the token it choked on, which may be a password: keep the reason only.
+
+    The token may itself contain double quotes, so pairing quotes is not safe (``a"pw"b``
+    would leave ``pw`` outside every pair): everything from the first quote after libpq's own
+    fixed wording to the last quote of the message goes, whatever it holds.
+    """
+    text = str(exc).strip()
+    prefix = _LITERAL_PREFIX.match(text)
+    head = prefix.group(0) if prefix else ""
+    rest = text[len(head) :]
+    first = rest.find('"')
+    if first >= 0:
+        last = rest.rfind('"')
+        tail = rest[last + 1 :] if last > first else ""
+        rest = f'{rest[:first]}"…"{tail}'
+    return psycopg.ProgrammingError(f"invalid connection string: {head}{rest}")
 
 
 class _as_operational_error:
@@ -224,14 +265,12 @@ class AsyncConnection(psycopg.AsyncConnection[Row]):
             raise _redacted(exc) from None
         resolver = cls.resolver or get_default_resolver()
         env = os.environ
-        hosts, hostaddrs, _ = _hosts(params, env)
-        # Resolve every host that needs it without blocking the loop; the rewrite itself
-        # then reads the (now warm) cache.
+        # Resolve every host the sync rewrite would look up (the same _entries and
+        # _needs_lookup), without blocking the loop; the rewrite then only reads the answers.
         results: dict[str, Resolution] = {}
         with _as_operational_error():
-            for i, host in enumerate(hosts):
-                addr = hostaddrs[i] if i < len(hostaddrs) else ""
-                if host and not addr and not _is_local(host) and not is_ip_literal(host):
+            for host, addr, _ in _entries(params, env) or ():
+                if _needs_lookup(host, addr) and host not in results:
                     results[host] = await resolver.aresolve(host)
             return _rewrite(params, results.__getitem__, env)
 

@@ -1,0 +1,152 @@
+"""SQLAlchemy: engines on the psycopg dialect reach aliases with ``verify-full`` still verifying.
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.ext.asyncio import create_async_engine
+    import kubealias.sqlalchemy
+
+    engine = kubealias.sqlalchemy.install(
+        create_engine("postgresql+psycopg://app:secret@database/app?sslmode=verify-full")
+    )
+    aengine = kubealias.sqlalchemy.install(
+        create_async_engine("postgresql+psycopg://app:secret@database/app?sslmode=verify-full")
+    )
+
+:func:`install` hooks SQLAlchemy's documented ``do_connect`` event (Core Events,
+``DialectEvents.do_connect``: "Receive connection arguments before a connection is made [...]
+``cparams`` a Python dictionary that may also be mutated"; see also "Modifying the DBAPI
+connection arguments" in the engine documentation). It fires for every new DBAPI connection the
+engine's pool makes, so pooled engines resolve again whenever they open a connection:
+
+* **sync engines** (``postgresql+psycopg``): the keyword arguments SQLAlchemy is about to pass
+  to :func:`psycopg.connect` are rewritten in place by
+  :func:`kubealias.psycopg.rewrite_params` (same rules: ``host`` becomes the TLS name,
+  ``hostaddr`` the addresses).
+* **async engines** (``create_async_engine``, ``postgresql+psycopg`` or
+  ``postgresql+psycopg_async``): the event runs synchronously on the event loop's thread
+  (inside SQLAlchemy's greenlet adapter), where a DNS query on a cache miss would stall every
+  task, up to ``KUBEALIAS_TIMEOUT`` during a DNS outage. So nothing is resolved there: the
+  handler only chooses the connect function, :meth:`kubealias.psycopg.AsyncConnection.connect`,
+  which psycopg then awaits on the loop; its ``_get_connection_params`` hook resolves with
+  ``aresolve`` (the same path as ``AsyncConnectionPool(connection_class=...)``). The function is
+  handed over as ``async_creator_fn``, the argument through which SQLAlchemy's documented
+  ``create_async_engine(async_creator=...)`` reaches the psycopg dialect's ``connect()``
+  (SQLAlchemy >= 2.0.16); it is not itself a documented name, which is why a test pins it.
+
+Not covered: engines made with ``creator=`` or ``async_creator=`` never fire ``do_connect``
+(SQLAlchemy calls your function instead) — call :func:`kubealias.psycopg.connect` or
+``kubealias.psycopg.AsyncConnection.connect`` in that function. A host that only a
+``service=`` entry of ``pg_service.conf`` names is read by libpq after the rewrite, so it is not
+rewritten.
+
+A resolution failure is raised as :class:`psycopg.OperationalError` with the
+:class:`kubealias.KubeAliasError` chained; SQLAlchemy wraps it as
+:class:`sqlalchemy.exc.OperationalError` (``.orig`` is psycopg's).
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+try:
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "kubealias.sqlalchemy needs SQLAlchemy 2: pip install 'kubealias[sqlalchemy]'"
+    ) from exc
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from ._resolver import Resolver
+from .psycopg import AsyncConnection, _redacted, rewrite_params
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine.interfaces import Dialect
+    from sqlalchemy.ext.asyncio import AsyncEngine
+    from sqlalchemy.pool import ConnectionPoolEntry
+
+__all__ = ["install"]
+
+_E = TypeVar("_E", "Engine", "AsyncEngine")
+
+
+class _Binding(NamedTuple):
+    """What :func:`install` chose for one engine."""
+
+    resolver: Resolver | None
+    """The resolver of the sync path (None: the default one, looked up at each connect)."""
+    async_connection: type[AsyncConnection[Any]]
+    """The connection class of the async path, bound to the same resolver."""
+
+
+#: Keyed by dialect because that is what SQLAlchemy hands the listener; an engine's
+#: execution_options() copies share their parent's dialect and pool.
+_bindings: weakref.WeakKeyDictionary[Dialect, _Binding] = weakref.WeakKeyDictionary()
+
+#: The keys of a host list; the only ones the rewrite changes.
+_HOST_KEYS = ("host", "hostaddr", "port")
+
+
+def install(engine: _E, *, resolver: Resolver | None = None) -> _E:
+    """Make ``engine`` resolve aliases on every new connection (see the module docstring).
+
+    Installing twice on one engine registers one listener; the last ``resolver`` given wins.
+
+    Args:
+        engine: A :class:`sqlalchemy.engine.Engine` or
+            :class:`sqlalchemy.ext.asyncio.AsyncEngine` on the ``postgresql+psycopg`` (or
+            ``postgresql+psycopg_async``) dialect.
+        resolver: The resolver to use; None for the default one, looked up at each connect.
+
+    Returns:
+        ``engine`` itself, for ``engine = install(create_engine(...))``.
+
+    Raises:
+        TypeError: ``engine`` is not an engine, or its dialect is not psycopg 3's.
+    """
+    # AsyncEngine is a proxy: its events are the ones of the Engine it wraps (SQLAlchemy
+    # asyncio docs, "Using events with the asyncio extension").
+    sync_engine = getattr(engine, "sync_engine", engine)
+    if not isinstance(sync_engine, Engine):
+        raise TypeError(f"expected a SQLAlchemy Engine or AsyncEngine, not {type(engine).__name__}")
+    dialect = sync_engine.dialect
+    if (dialect.name, dialect.driver) != ("postgresql", "psycopg"):
+        raise TypeError(
+            "kubealias.sqlalchemy supports the psycopg 3 dialect only "
+            f"(postgresql+psycopg), not {dialect.name}+{dialect.driver}; for other drivers "
+            "resolve with kubealias.resolve() and pass host and hostaddr yourself"
+        )
+    _bindings[dialect] = _Binding(
+        resolver, AsyncConnection if resolver is None else AsyncConnection.using(resolver)
+    )
+    if not event.contains(sync_engine, "do_connect", _do_connect):
+        event.listen(sync_engine, "do_connect", _do_connect)
+    return engine
+
+
+def _do_connect(
+    dialect: Dialect,
+    conn_rec: ConnectionPoolEntry,
+    cargs: list[Any],
+    cparams: dict[str, Any],
+) -> None:
+    """The ``do_connect`` listener: mutate the arguments, never connect (return None)."""
+    binding = _bindings.get(dialect) or _Binding(None, AsyncConnection)
+    if dialect.is_async:
+        cparams["async_creator_fn"] = binding.async_connection.connect
+        return
+    # cargs is [] or [""] from the dialect (create_connect_args); another listener may have
+    # put a conninfo string there. Keyword arguments override it in psycopg.connect, so the
+    # rewritten host keys go into cparams and cargs stays as it is.
+    conninfo = cargs[0] if cargs and isinstance(cargs[0], str) else ""
+    try:
+        # conninfo_to_dict keeps non-libpq keywords (``context``...) as they are.
+        merged = conninfo_to_dict(conninfo, **cparams) if conninfo else dict(cparams)
+    except psycopg.ProgrammingError as exc:
+        raise _redacted(exc) from None
+    rewritten = rewrite_params(merged, resolver=binding.resolver)
+    for key in _HOST_KEYS:
+        if key in rewritten and rewritten[key] != merged.get(key):
+            cparams[key] = rewritten[key]
