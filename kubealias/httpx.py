@@ -71,7 +71,7 @@ Errors
 ------
 A :class:`~kubealias.KubeAliasError` from resolution is raised as ``httpx.ConnectError`` with
 the same message and the kubealias error as ``__cause__`` (one choke point,
-:func:`_mapped_errors`). When no address accepts, the pool's connect fails with
+:func:`_connect_error`). When no address accepts, the pool's connect fails with
 ``httpx.ConnectError`` (``httpx.ConnectTimeout`` when every address timed out) listing each
 address and its error. With ``uds=`` every request goes to the socket: nothing is resolved.
 
@@ -85,7 +85,6 @@ lacks them fails loudly (``RuntimeError``) rather than connect by name.
 
 from __future__ import annotations
 
-import contextlib
 import ssl
 import threading
 from collections import OrderedDict
@@ -125,17 +124,11 @@ _UNSUPPORTED = (
 # --- the one choke point for foreign exceptions ---------------------------------------------
 
 
-@contextlib.contextmanager
-def _mapped_errors(request: httpx.Request) -> Iterator[None]:
-    """Raise kubealias errors as the error httpx users already catch for a host they can't reach.
-
-    Raises:
-        httpx.ConnectError: a :class:`KubeAliasError` was raised; it is the ``__cause__``.
-    """
-    try:
-        yield
-    except KubeAliasError as exc:
-        raise httpx.ConnectError(str(exc), request=request) from exc
+def _connect_error(request: httpx.Request, exc: KubeAliasError) -> httpx.ConnectError:
+    """A kubealias error as the error httpx users already catch for a host they can't reach
+    (raised ``from`` it: the kubealias error is the ``__cause__``). A function rather than a
+    context manager: it sits on every request's path."""
+    return httpx.ConnectError(str(exc), request=request)
 
 
 # --- the request for an alias ---------------------------------------------------------------
@@ -544,10 +537,12 @@ class HTTPTransport(httpx.BaseTransport):
         if not _eligible(request, self._uds):
             return self._base.handle_request(request)
         url = request.url
-        with _mapped_errors(request):
+        try:
             route = plan_route(
                 self._resolver, url.host, url.port, url.scheme, rewrite_host=self._rewrite_host
             )
+        except KubeAliasError as exc:
+            raise _connect_error(request, exc) from exc
         if route is None:
             return self._base.handle_request(request)  # invariant 3: the request as given
         forwarded = _forward(request, route, proxied=self._proxied)
@@ -646,10 +641,12 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
         if not _eligible(request, self._uds):
             return await self._base.handle_async_request(request)
         url = request.url
-        with _mapped_errors(request):
+        try:
             route = await aplan_route(
                 self._resolver, url.host, url.port, url.scheme, rewrite_host=self._rewrite_host
             )
+        except KubeAliasError as exc:
+            raise _connect_error(request, exc) from exc
         if route is None:
             return await self._base.handle_async_request(request)
         forwarded = _forward(request, route, proxied=self._proxied)
