@@ -1,0 +1,87 @@
+"""End-to-end: ``examples/psycopg_app.py`` and ``examples/sqlalchemy_app.py`` inside the pod.
+
+The examples run as a pod would run them: ``python examples/...`` with the article's
+``DATABASE_*`` variables and libpq's ``PGSSLROOTCERT``, no ``KUBEALIAS_*``. ``psycopg_app.py``
+is the article's app.py with one changed import: with that import changed back
+(``import psycopg``) the same file fails as the article's app does.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from integrations.pod import lab as L
+from integrations.postgres import lab as P
+from integrations.postgres.lab import PgLab
+
+pytestmark = pytest.mark.pod
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+KUBEALIAS_IMPORT = "import kubealias.psycopg as psycopg  # was: import psycopg2"
+
+TARGETS = {
+    "postgres": (L.POSTGRES_TARGET, L.POSTGRES_IP, P.PROD_DB),
+    "database": (L.DATABASE_TARGET, L.DATABASE_IP, P.EXTERNAL),
+}
+
+
+def app_env(lab: PgLab, host: str | None) -> dict[str, str]:
+    env = {
+        "DATABASE_PORT": str(lab.port),
+        "DATABASE_NAME": lab.dbname,
+        "DATABASE_USER": lab.user,
+        "DATABASE_PASSWORD": lab.password,
+        "PGSSLROOTCERT": lab.cafile,
+    }
+    if host is not None:
+        env["DATABASE_HOST"] = host
+    return env
+
+
+def run(lab: PgLab, argv: list[str], host: str | None) -> subprocess.CompletedProcess[str]:
+    return lab.pod.exec([sys.executable, *argv], env=app_env(lab, host), timeout=60)
+
+
+def expected_output(lab: PgLab, alias: str, suffix: str = "") -> str:
+    target, address, server = TARGETS[alias]
+    return (
+        f"{alias}: connected to {target} at {address} port {lab.port}{suffix}\n"
+        f"server {server}, database app, TLS TLSv1.3, sslmode verify-full\n"
+    )
+
+
+@pytest.mark.parametrize("host", [None, "database"], ids=["default-postgres", "database"])
+def test_psycopg_app(pg_clean: PgLab, host: str | None) -> None:
+    result = run(pg_clean, [str(EXAMPLES / "psycopg_app.py")], host)
+    assert (result.returncode, result.stderr) == (0, ""), result
+    assert result.stdout == expected_output(pg_clean, host or "postgres")
+    (conn,) = pg_clean.authorized(TARGETS[host or "postgres"][2], min_entries=1)
+    assert conn.ssl
+
+
+def test_psycopg_app_with_the_import_changed_back_fails(pg_clean: PgLab) -> None:
+    source = (EXAMPLES / "psycopg_app.py").read_text()
+    assert source.count(KUBEALIAS_IMPORT) == 1
+    unchanged = source.replace(KUBEALIAS_IMPORT, "import psycopg")
+    result = run(pg_clean, ["-c", unchanged], None)
+    assert result.returncode == 1, result
+    assert (
+        f'server certificate for "{L.POSTGRES_TARGET}" does not match host name "postgres"'
+        in result.stderr
+    ), result.stderr
+    assert pg_clean.password not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "suffix"),
+    [([], " (sync engine)"), (["--async"], " (async engine)")],
+    ids=["sync", "async"],
+)
+def test_sqlalchemy_app(pg_clean: PgLab, args: list[str], suffix: str) -> None:
+    result = run(pg_clean, [str(EXAMPLES / "sqlalchemy_app.py"), *args], "database")
+    assert (result.returncode, result.stderr) == (0, ""), result
+    assert result.stdout == expected_output(pg_clean, "database", suffix)
