@@ -1,7 +1,7 @@
 """``python -m bench``: run the benchmarks, print one Markdown table, write JSON.
 
-``--only resolve`` or ``--only http`` runs one of them; the HTTP benchmark needs the pod
-emulation (root) and is skipped, with the reason, where it cannot run.
+``--only resolve``, ``--only http`` or ``--only pg`` runs one of them; the HTTP and PostgreSQL
+benchmarks need the pod emulation (root) and are skipped, with the reason, where they cannot run.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench import http_bench, resolve_bench
+from bench import http_bench, pg_bench, resolve_bench
 
 
 def main() -> None:
@@ -19,7 +19,7 @@ def main() -> None:
     parser.add_argument("--json", default="bench/results/latest.json", help="where to write")
     parser.add_argument("--quick", action="store_true", help="fewer rounds (smoke run)")
     parser.add_argument(
-        "--only", choices=("resolve", "http"), help="run one benchmark (default: all)"
+        "--only", choices=("resolve", "http", "pg"), help="run one benchmark (default: all)"
     )
     args = parser.parse_args()
     rows: list[dict[str, Any]] = []
@@ -32,6 +32,12 @@ def main() -> None:
             rows += http_bench.run(quick=args.quick)
         else:
             notes.append(f"http benchmark skipped: {reason}")
+    if args.only in (None, "pg"):
+        reason = pg_bench.unavailable()
+        if reason is None:
+            rows += pg_bench.run(quick=args.quick)
+        else:
+            notes.append(f"pg benchmark skipped: {reason}")
     print("| benchmark | kubealias | peer | value | target |")
     print("|---|---|---|---|---|")
     for row in rows:

@@ -183,14 +183,16 @@ def rewrite_conninfo(conninfo: str = "", *, resolver: Resolver | None = None, **
             return make_conninfo(conninfo, **kwargs)
         return make_conninfo("", **rewritten)
     except psycopg.ProgrammingError as exc:  # an unknown keyword argument
-        raise _redacted(exc) from None
+        error = _redacted(exc)
+    raise error  # outside the except: libpq's own error must not ride along as __context__
 
 
 def _parse(conninfo: str, **kwargs: Any) -> dict[str, Any]:
     try:
         return conninfo_to_dict(conninfo, **kwargs)
     except psycopg.ProgrammingError as exc:
-        raise _redacted(exc) from None
+        error = _redacted(exc)
+    raise error  # outside the except: libpq's own error must not ride along as __context__
 
 
 def _redacted(exc: psycopg.ProgrammingError) -> psycopg.ProgrammingError:
@@ -210,6 +212,15 @@ def _redacted(exc: psycopg.ProgrammingError) -> psycopg.ProgrammingError:
         tail = rest[last + 1 :] if last > first else ""
         rest = f'{rest[:first]}"…"{tail}'
     return psycopg.ProgrammingError(f"invalid connection string: {head}{rest}")
+
+
+def __getattr__(name: str) -> Any:
+    """Everything else is psycopg's, so ``import kubealias.psycopg as psycopg`` is a drop-in
+    (``psycopg.OperationalError``, ``psycopg.sql``, ``psycopg.Cursor``...)."""
+    try:
+        return getattr(psycopg, name)
+    except AttributeError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
 
 
 class _as_operational_error:
@@ -243,8 +254,10 @@ class Connection(psycopg.Connection[Row]):
         try:
             params = dict(super()._get_connection_params(conninfo, **kwargs))
         except psycopg.ProgrammingError as exc:
-            raise _redacted(exc) from None
-        return rewrite_params(params, resolver=cls.resolver)
+            error = _redacted(exc)
+        else:
+            return rewrite_params(params, resolver=cls.resolver)
+        raise error  # outside the except: libpq's own error (with the token) is not chained
 
 
 class AsyncConnection(psycopg.AsyncConnection[Row]):
@@ -259,10 +272,13 @@ class AsyncConnection(psycopg.AsyncConnection[Row]):
 
     @classmethod
     async def _get_connection_params(cls, conninfo: str, **kwargs: Any) -> dict[str, Any]:
+        failure = None
         try:
             params = dict(await super()._get_connection_params(conninfo, **kwargs))
         except psycopg.ProgrammingError as exc:
-            raise _redacted(exc) from None
+            failure = _redacted(exc)
+        if failure is not None:
+            raise failure  # outside the except: libpq's own error (with the token) is not chained
         resolver = cls.resolver or get_default_resolver()
         env = os.environ
         # Resolve every host the sync rewrite would look up (the same _entries and

@@ -141,11 +141,14 @@ def _do_connect(
     # put a conninfo string there. Keyword arguments override it in psycopg.connect, so the
     # rewritten host keys go into cparams and cargs stays as it is.
     conninfo = cargs[0] if cargs and isinstance(cargs[0], str) else ""
+    failure = None
     try:
         # conninfo_to_dict keeps non-libpq keywords (``context``...) as they are.
         merged = conninfo_to_dict(conninfo, **cparams) if conninfo else dict(cparams)
     except psycopg.ProgrammingError as exc:
-        raise _redacted(exc) from None
+        failure = _redacted(exc)
+    if failure is not None:
+        raise failure  # outside the except: libpq's own error (with the token) is not chained
     rewritten = rewrite_params(merged, resolver=binding.resolver)
     for key in _HOST_KEYS:
         if key in rewritten and rewritten[key] != merged.get(key):

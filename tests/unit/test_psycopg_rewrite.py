@@ -601,3 +601,35 @@ def test_connect_with_a_dns_failure_does_not_attempt_a_connection(
         connect(f"host=database password={PASSWORD}", resolver=pg_resolver)
     assert isinstance(info.value.__cause__, ResolutionError)
     assert attempts == []
+
+
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: kubealias.psycopg.rewrite_conninfo("host=x password:SECRET-CTX"),
+        lambda: kubealias.psycopg.connect("host=x password:SECRET-CTX"),
+        lambda: kubealias.psycopg.Connection._get_connection_params("host=x password:SECRET-CTX"),
+    ],
+)
+def test_password_is_not_kept_in_the_exception_chain(call: Any) -> None:
+    with pytest.raises(psycopg.ProgrammingError) as info:
+        call()
+    for exc in _chain(info.value):
+        assert "SECRET-CTX" not in str(exc) and "SECRET-CTX" not in repr(exc.args)
+
+
+def test_drop_in_for_the_psycopg_module() -> None:
+    import kubealias.psycopg as pg
+
+    assert pg.OperationalError is psycopg.OperationalError
+    assert pg.sql is psycopg.sql
+    with pytest.raises(AttributeError):
+        _ = pg.no_such_name

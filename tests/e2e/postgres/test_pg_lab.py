@@ -109,6 +109,12 @@ try:
     out["no-tls"] = "connected"
 except psycopg.OperationalError as exc:
     out["no-tls"] = str(exc)
+# The provider's own CNAME hop (the chain's last name) is not on the certificate.
+try:
+    psycopg.connect(**kwargs(LAST_HOP))
+    out["last-hop"] = "connected"
+except psycopg.OperationalError as exc:
+    out["last-hop"] = str(exc)
 # Another CA did not sign the lab's certificates.
 try:
     psycopg.connect(**kwargs(DATABASE_TARGET, sslrootcert=WRONG_CAFILE))
@@ -124,7 +130,7 @@ def test_each_server_has_its_own_name_address_and_certificate(pg_clean: PgLab) -
         (P.EXTERNAL, L.DATABASE_TARGET),
         (P.PROD_DB, L.POSTGRES_TARGET),
     ]
-    code = f"TARGETS = {targets!r}\n{LAB_CHECKS}"
+    code = f"TARGETS = {targets!r}\nLAST_HOP = {L.DATABASE_HOST!r}\n{LAB_CHECKS}"
     out: dict[str, Any] = pg_clean.run_client(code)
     for (name, target), address in zip(targets, (L.DATABASE_IP, L.POSTGRES_IP), strict=True):
         assert out[name] == {
@@ -137,6 +143,7 @@ def test_each_server_has_its_own_name_address_and_certificate(pg_clean: PgLab) -
             "port": pg_clean.port,
         }, out
     assert "no encryption" in out["no-tls"], out
+    assert f'does not match host name "{L.DATABASE_HOST}"' in out["last-hop"], out
     assert "certificate verify failed" in out["wrong-ca"], out
 
 
