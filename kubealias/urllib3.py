@@ -193,6 +193,18 @@ class _AliasPools:
             kwargs["server_hostname"] = route.tls_name
         return kwargs
 
+    # Installed as ``urlopen`` by both managers (same signature as urllib3.PoolManager.urlopen,
+    # which itself differs from RequestMethods').
+    def _ka_urlopen(self, method: str, url: str, redirect: bool = True, **kw: Any) -> Any:
+        manager = super()
+        try:
+            return manager.urlopen(method, url, redirect, **kw)  # type: ignore[attr-defined]
+        except NameResolutionError as exc:
+            error = _exhausted(exc, url, kw.get("retries"))
+            if error is exc:
+                raise  # as it is: "raise exc from exc" would replace its cause with itself
+            raise error from exc
+
     def _new_pool(
         self,
         scheme: str,
@@ -253,17 +265,7 @@ class PoolManager(_AliasPools, urllib3.PoolManager):
         super().__init__(num_pools, headers, **connection_pool_kw)
         self._ka_setup(resolver, rewrite_host)
 
-    # Same signature as urllib3.PoolManager.urlopen (which also differs from RequestMethods').
-    def urlopen(  # type: ignore[override]
-        self, method: str, url: str, redirect: bool = True, **kw: Any
-    ) -> Any:
-        try:
-            return super().urlopen(method, url, redirect, **kw)
-        except NameResolutionError as exc:
-            error = _exhausted(exc, url, kw.get("retries"))
-            if error is exc:
-                raise  # as it is: "raise exc from exc" would replace its cause with itself
-            raise error from exc
+    urlopen = _AliasPools._ka_urlopen
 
     def connection_from_host(
         self,
@@ -298,16 +300,7 @@ class ProxyManager(_AliasPools, urllib3.ProxyManager):
         super().__init__(proxy_url, num_pools, headers, **connection_pool_kw)
         self._ka_setup(resolver, rewrite_host)
 
-    def urlopen(  # type: ignore[override]
-        self, method: str, url: str, redirect: bool = True, **kw: Any
-    ) -> Any:
-        try:
-            return super().urlopen(method, url, redirect, **kw)
-        except NameResolutionError as exc:
-            error = _exhausted(exc, url, kw.get("retries"))
-            if error is exc:
-                raise  # as it is: "raise exc from exc" would replace its cause with itself
-            raise error from exc
+    urlopen = _AliasPools._ka_urlopen
 
     def connection_from_host(
         self,
