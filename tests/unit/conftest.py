@@ -1,8 +1,7 @@
 """Fixtures for the requests and urllib3 adapter tests: cluster DNS aliases and loopback servers.
 
-The names are shared by ``test_requests_adapter.py`` and ``test_urllib3_manager.py`` (which
-import the constants from here); ``test_httpx_adapter.py`` keeps its own module fixtures of the
-same names, which take precedence over these.
+The names are shared by ``test_requests_adapter.py``, ``test_urllib3_manager.py`` and
+``test_httpx_adapter.py`` (which import the constants from here).
 
 Every server binds 127.0.0.1 only. :data:`ALIASES` are ExternalName services in namespace
 ``production`` of the in-process cluster DNS, each a CNAME to an external name whose A records

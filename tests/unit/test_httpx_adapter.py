@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import ipaddress
-import socket
 import ssl
 import sys
 from collections.abc import Iterator
@@ -22,34 +20,9 @@ from kubealias._http import Route
 from kubealias.httpx import AsyncHTTPTransport, HTTPTransport
 from kubealias.testing import ClusterDNS
 from tests.unit._tls_echo import ConnectProxy, TLSEchoServer
-
-PAYMENT = "payment.example.test"
-SECOND = "second.example.test"
-MULTI = "multi.example.test"  # two A records, the first with nothing listening
-WRONG = "wrong.example.test"  # the server has no certificate for it: the default one, and 421
-DEAD = "dead.example.test"  # no address accepts
-
-ALIASES = [
-    ("payment-api", PAYMENT, ["127.0.0.1"]),
-    ("second-api", SECOND, ["127.0.0.1"]),
-    ("multi-api", MULTI, ["127.0.0.2", "127.0.0.1"]),
-    ("wrong-api", WRONG, ["127.0.0.1"]),
-    ("dead-api", DEAD, ["127.0.0.2", "127.0.0.3"]),
-]
-
+from tests.unit.conftest import DEAD, MULTI, PAYMENT, SECOND, WRONG
 
 # --- fixtures -------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server(ca: trustme.CA) -> Iterator[TLSEchoServer]:
-    with TLSEchoServer(ca, [PAYMENT, SECOND, MULTI, "localhost"]) as echo:
-        yield echo
 
 
 @pytest.fixture(scope="module")
@@ -58,19 +31,6 @@ def trust(ca: trustme.CA) -> ssl.SSLContext:
     context = ssl.create_default_context()
     ca.configure_trust(context)
     return context
-
-
-@pytest.fixture
-def dns(cluster_dns: ClusterDNS) -> ClusterDNS:
-    for service, target, addresses in ALIASES:
-        cluster_dns.external_name(service, "production", target)
-        cluster_dns.record(target, "A", addresses)
-    return cluster_dns
-
-
-@pytest.fixture
-def resolver(dns: ClusterDNS) -> Resolver:
-    return dns.resolver(timeout=1)
 
 
 @pytest.fixture
@@ -83,24 +43,6 @@ def transport(resolver: Resolver, trust: ssl.SSLContext) -> Iterator[HTTPTranspo
 def client(transport: HTTPTransport) -> Iterator[httpx.Client]:
     with httpx.Client(transport=transport) as c:
         yield c
-
-
-@pytest.fixture
-def lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every host name (not IP literal) given to getaddrinfo while the test runs."""
-    names: list[str] = []
-    real = socket.getaddrinfo
-
-    def spy(host: Any, *args: Any, **kwargs: Any) -> Any:
-        text = host.decode() if isinstance(host, bytes) else host
-        try:
-            ipaddress.ip_address(text)
-        except (TypeError, ValueError):
-            names.append(text)
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", spy)
-    return names
 
 
 def url(server: TLSEchoServer, host: str, path: str = "/") -> str:
