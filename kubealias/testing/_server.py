@@ -31,7 +31,7 @@ import os
 import selectors
 import socket
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
@@ -833,9 +833,10 @@ class ClusterDNS:
 
     # -- I/O ---------------------------------------------------------------------------------
 
-    def _serve_udp(self) -> None:
-        sock, wake = self._udp, self._wake_r
-        assert sock is not None and wake is not None
+    def _readable(self, sock: socket.socket) -> Iterator[None]:
+        """Yield each time ``sock`` is readable, until :meth:`stop` wakes the selector."""
+        wake = self._wake_r
+        assert wake is not None
         with selectors.DefaultSelector() as selector:
             selector.register(sock, selectors.EVENT_READ)
             selector.register(wake, selectors.EVENT_READ)
@@ -843,41 +844,41 @@ class ClusterDNS:
                 ready = {key.fileobj for key, _ in selector.select()}
                 if wake in ready:
                     return
-                try:
-                    wire, client = sock.recvfrom(65535)
-                except OSError:  # nothing there after all, or an ICMP error from a past send
-                    continue
-                try:
-                    reply = self._respond(wire, "udp")
-                except Exception:
-                    logger.exception("answering a UDP query from %s failed", client)
-                    continue
-                if reply.wire is None:
-                    continue
-                if reply.delay:
-                    self._spawn(self._send_late, sock, reply.wire, client, reply.delay)
-                else:
-                    _sendto(sock, reply.wire, client)
+                yield
+
+    def _serve_udp(self) -> None:
+        sock = self._udp
+        assert sock is not None
+        for _ in self._readable(sock):
+            try:
+                wire, client = sock.recvfrom(65535)
+            except OSError:  # nothing there after all, or an ICMP error from a past send
+                continue
+            try:
+                reply = self._respond(wire, "udp")
+            except Exception:
+                logger.exception("answering a UDP query from %s failed", client)
+                continue
+            if reply.wire is None:
+                continue
+            if reply.delay:
+                self._spawn(self._send_late, sock, reply.wire, client, reply.delay)
+            else:
+                _sendto(sock, reply.wire, client)
 
     def _send_late(self, sock: socket.socket, wire: bytes, client: Any, delay: float) -> None:
         if not self._stopping.wait(delay):
             _sendto(sock, wire, client)
 
     def _serve_tcp(self) -> None:
-        listener, wake = self._tcp, self._wake_r
-        assert listener is not None and wake is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(listener, selectors.EVENT_READ)
-            selector.register(wake, selectors.EVENT_READ)
-            while True:
-                ready = {key.fileobj for key, _ in selector.select()}
-                if wake in ready:
-                    return
-                try:
-                    conn, _ = listener.accept()
-                except OSError:
-                    continue
-                self._spawn(self._serve_connection, conn)
+        listener = self._tcp
+        assert listener is not None
+        for _ in self._readable(listener):
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            self._spawn(self._serve_connection, conn)
 
     def _serve_connection(self, conn: socket.socket) -> None:
         """Answer length-prefixed queries on one connection until the client or stop() ends it."""
