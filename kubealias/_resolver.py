@@ -415,9 +415,27 @@ class Resolver:
         else:
             flight.future.set_exception(_Abandoned())
 
-    def _fresh(self, host: str) -> Entry | None:
+    def _fresh(self, host: str) -> Resolution | None:
+        """The cached answer if it is still fresh (a leader checks again: another leader may
+        have just finished); a cached error is raised again."""
         entry = self._cache.get(host)
-        return entry if entry is not None and entry.expires > self._clock() else None
+        if entry is None or entry.expires <= self._clock():
+            return None
+        if isinstance(entry.value, Resolution):
+            return entry.value
+        raise copy.copy(entry.value)
+
+    def _without_lookup(self, host: str, entry: Entry | None) -> Resolution | list[str]:
+        """What the slow path can answer without waiting on DNS: a pass-through, or a stale
+        answer during an outage (refreshed in the background); else the names to query."""
+        plan = self._plan(host)
+        if isinstance(plan, Resolution):
+            return plan
+        stale = self._stale_ready(entry)
+        if stale is not None and entry is not None:
+            self._refresh_later(host, plan, entry)
+            return stale
+        return plan
 
     def _gave_up(self, host: str) -> ResolutionError:
         return ResolutionError(
@@ -427,13 +445,9 @@ class Resolver:
         )
 
     def _resolve_slow(self, host: str, entry: Entry | None) -> Resolution:
-        plan = self._plan(host)
+        plan = self._without_lookup(host, entry)
         if isinstance(plan, Resolution):
             return plan
-        stale = self._stale_ready(entry)
-        if stale is not None and entry is not None:
-            self._refresh_later(host, plan, entry)
-            return stale
         deadline = time.monotonic() + self.config.timeout
         while True:
             flight, leader = self._join(host, deadline)
@@ -456,13 +470,7 @@ class Resolver:
                     raise copy.copy(exc) from None
             outcome: Resolution | BaseException = _Abandoned()
             try:
-                fresh = self._fresh(host)
-                if fresh is None:
-                    outcome = self._lookup_sync(host, plan, entry, deadline)
-                elif isinstance(fresh.value, Resolution):
-                    outcome = fresh.value
-                else:
-                    raise copy.copy(fresh.value)
+                outcome = self._fresh(host) or self._lookup_sync(host, plan, entry, deadline)
                 return outcome
             except BaseException as exc:
                 outcome = exc
@@ -471,13 +479,9 @@ class Resolver:
                 self._land(host, flight, outcome)
 
     async def _aresolve_slow(self, host: str, entry: Entry | None) -> Resolution:
-        plan = self._plan(host)
+        plan = self._without_lookup(host, entry)
         if isinstance(plan, Resolution):
             return plan
-        stale = self._stale_ready(entry)
-        if stale is not None and entry is not None:
-            self._refresh_later(host, plan, entry)
-            return stale
         deadline = time.monotonic() + self.config.timeout
         while True:
             flight, leader = self._join(host, deadline)
@@ -499,13 +503,7 @@ class Resolver:
                     raise copy.copy(exc) from None
             outcome: Resolution | BaseException = _Abandoned()
             try:
-                fresh = self._fresh(host)
-                if fresh is None:
-                    outcome = await self._lookup_async(host, plan, entry, deadline)
-                elif isinstance(fresh.value, Resolution):
-                    outcome = fresh.value
-                else:
-                    raise copy.copy(fresh.value)
+                outcome = self._fresh(host) or await self._lookup_async(host, plan, entry, deadline)
                 return outcome
             except BaseException as exc:
                 outcome = exc
