@@ -1,4 +1,8 @@
-"""Fixtures shared by every test: a clean environment (httpx's ``clean_environ`` idea)."""
+"""Fixtures shared by every test: a clean environment (httpx's ``clean_environ`` idea).
+
+The pod-emulation labs (``pod``, ``https_lab``, ``pg_lab`` and their ``*_clean`` variants) are in
+``tests/fix_labs.py``, loaded here so that every test directory shares the same session labs.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # integrations/ and bench/ are imported by the tests
     sys.path.insert(0, str(ROOT))
+
+pytest_plugins = ["tests.fix_labs"]
 
 _PREFIXES = ("KUBEALIAS_", "PG")
 _NAMES = {
