@@ -68,6 +68,27 @@ class _Flight:
         self.thread = thread
 
 
+class _Failed(Entry):
+    """A cached resolution failure that remembers the last good answer it replaced, so that
+    every failure past ``KUBEALIAS_MAX_STALE`` (not only the first) can say which answer was no
+    longer served."""
+
+    __slots__ = ("last",)
+
+    def __init__(self, value: KubeAliasError, expires: float, last: Resolution | None) -> None:
+        super().__init__(value, expires)
+        self.last = last
+
+
+def _last_answer(entry: Entry | None) -> Resolution | None:
+    """The last good answer behind a cache entry: its own value, or what a failure replaced."""
+    if entry is None:
+        return None
+    if isinstance(entry.value, Resolution):
+        return entry.value
+    return entry.last if isinstance(entry, _Failed) else None
+
+
 def _read_hosts(path: str | os.PathLike[str] | None) -> frozenset[str]:
     """The names of /etc/hosts: glibc answers them from the file, before DNS (nsswitch)."""
     if path is None:
@@ -234,13 +255,24 @@ class Resolver:
             stale = self._serve_stale(entry, now, outcome)
             if stale is not None:
                 return stale
+            reason = f"DNS failure: {outcome.detail}"
+            last = _last_answer(entry)
+            if last is not None and last.chain and now > last.expires + cfg.max_stale:
+                # Past the serve-stale bound: say which answer is no longer served, and why.
+                reason += (
+                    f"; the last answer ({' -> '.join(last.chain)}) expired "
+                    f"{now - last.expires:.0f} s ago, beyond KUBEALIAS_MAX_STALE="
+                    f"{cfg.max_stale:g} s"
+                )
+            else:
+                last = None
             error = ResolutionError(
-                f"DNS failure: {outcome.detail}",
+                reason,
                 name=host,
                 chain=outcome.chain,
                 tried=[f"{n} ({r})" for n, r in outcome.tried],
             )
-            self._cache.put(host, Entry(error, now + FAILURE_TTL))
+            self._cache.put(host, _Failed(error, now + FAILURE_TTL, last))
             raise error
         if outcome.kind == "notfound":
             ttl = min(max(outcome.ttl, cfg.min_ttl), cfg.max_ttl)

@@ -350,6 +350,41 @@ def test_stale_bound(dns: ClusterDNS, clock: Clock) -> None:
     assert "database" in str(info.value) and "SERVFAIL" in str(info.value)
 
 
+def test_past_the_stale_bound_every_failure_names_the_answer_no_longer_served(
+    dns: ClusterDNS, clock: Clock
+) -> None:
+    resolver = dns.resolver(clock=clock, timeout=0.3, max_stale=10)
+    resolver.resolve("database")
+    dns.fault(FQDN, "servfail")
+    clock.advance(5 + 11)  # expired 11 s ago: past max_stale
+    for _ in range(3):  # the first failure, and the ones after each cached failure expires
+        with pytest.raises(ResolutionError) as info:
+            resolver.resolve("database")
+        error = info.value
+        assert error.name == "database"
+        assert "SERVFAIL" in error.reason and "KUBEALIAS_MAX_STALE=10 s" in error.reason
+        assert f"the last answer ({FQDN} -> {RDS} -> {EC2}) expired" in str(error)
+        clock.advance(1.1)  # FAILURE_TTL
+    # the server is back: a fresh answer, and a later failure is a plain one again
+    dns.clear_faults()
+    assert not resolver.resolve("database").stale
+    resolver.flush()
+    dns.fault(FQDN, "servfail")
+    with pytest.raises(ResolutionError) as info:
+        resolver.resolve("database")
+    assert "KUBEALIAS_MAX_STALE" not in str(info.value)
+
+
+def test_a_failure_without_a_previous_answer_does_not_mention_the_stale_bound(
+    dns: ClusterDNS, clock: Clock
+) -> None:
+    resolver = dns.resolver(clock=clock, timeout=0.3, max_stale=10)
+    dns.fault(FQDN, "servfail")
+    with pytest.raises(ResolutionError) as info:
+        resolver.resolve("database")  # no previous answer at all
+    assert "KUBEALIAS_MAX_STALE" not in str(info.value)
+
+
 def test_nxdomain_is_never_masked_by_stale(dns: ClusterDNS, clock: Clock) -> None:
     resolver = dns.resolver(clock=clock, max_stale=300)
     assert resolver.resolve("database").is_alias
