@@ -44,8 +44,10 @@ def _sample(pod: Any, worker: Any, who: str, mode: str) -> dict[str, Any]:
     released: list[float] = []
 
     def release() -> None:
-        pod.resume_named("full")
+        # The clock first: on a busy machine this process may lose the CPU right after the
+        # SIGCONT, while BIND answers and the callers return.
         released.append(time.monotonic())
+        pod.resume_named("full")
 
     command = {"op": "crowd", "who": who, "mode": mode, "name": NAME, "n": CALLERS, "hold": HOLD}
     pod.pause_named("full")
