@@ -1,0 +1,181 @@
+"""Test-side helpers of the pod reliability tests: run ``_load.py`` in the pod, judge, report.
+
+:func:`start_load` starts the load script inside the pod's namespace and waits until every
+worker has made one successful request; :meth:`LoadRun.stop` ends it and returns its records.
+:func:`report` prints the figures of a test (visible with ``-rA`` or ``-s``) and appends them
+to ``reliability-figures.json`` in pytest's base temporary directory, so that one run gives the
+numbers for the closing note.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from integrations.https.lab import HttpsLab
+from integrations.pod.lab import PodLab
+from integrations.postgres.lab import PgLab
+
+LOAD_SCRIPT = Path(__file__).resolve().parent / "_load.py"
+
+Record = dict[str, Any]
+
+
+@dataclass
+class LoadRun:
+    """The load script running in the pod (see ``_load.py``)."""
+
+    process: subprocess.Popen[str]
+    out: Path
+    stderr_path: Path
+    ready: dict[str, Any] = field(default_factory=dict)
+    done: dict[str, Any] = field(default_factory=dict)
+    records: list[Record] = field(default_factory=list)
+
+    def _line(self, timeout: float) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.kill()
+                pytest.fail(f"the load script printed nothing in time\n{self.stderr()}")
+            readable, _, _ = select.select([self.process.stdout], [], [], left)
+            if not readable:
+                continue
+            line = self.process.stdout.readline()
+            if not line:
+                self.process.wait(10)
+                pytest.fail(f"the load script exited ({self.process.returncode})\n{self.stderr()}")
+            with contextlib.suppress(ValueError):
+                parsed: dict[str, Any] = json.loads(line)
+                return parsed
+
+    def stderr(self) -> str:
+        try:
+            return "--- load stderr ---\n" + self.stderr_path.read_text()[-4000:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 40) -> list[Record]:
+        """Tell the workers to stop; returns every record (also in :attr:`records`)."""
+        assert self.process.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            self.process.stdin.write("stop\n")
+            self.process.stdin.flush()
+        self.done = self._line(timeout)
+        self.process.wait(10)
+        assert self.done.get("done") is True, (self.done, self.stderr())
+        assert self.done.get("stuck") == [], f"workers did not stop: {self.done}"
+        self.records = json.loads(self.out.read_text())
+        return self.records
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, 9)
+            self.process.wait()
+
+
+def start_load(
+    pod: PodLab,
+    tmp_path: Path,
+    workers: Sequence[Mapping[str, Any]],
+    *,
+    https: HttpsLab | None = None,
+    pg: PgLab | None = None,
+    env: Mapping[str, str] | None = None,
+    pause: float = 0.02,
+    timeout: float = 5,
+    max_seconds: float = 90,
+    ready_timeout: float = 40,
+) -> LoadRun:
+    """Start ``_load.py`` in the pod with these workers; return once every worker succeeded
+    once (fails the test otherwise)."""
+    config: dict[str, Any] = {
+        "workers": list(workers),
+        "pause": pause,
+        "timeout": timeout,
+        "max_seconds": max_seconds,
+        "out": str(tmp_path / "records.json"),
+    }
+    if https is not None:
+        config["https"] = {"port": https.port, "cafile": https.cafile}
+    if pg is not None:
+        config["pg"] = {
+            "port": pg.port,
+            "cafile": pg.cafile,
+            "user": pg.user,
+            "password": pg.password,
+            "dbname": pg.dbname,
+        }
+    stderr_path = tmp_path / "load.stderr"
+    with stderr_path.open("w") as stderr:
+        process = pod.popen(
+            [sys.executable, str(LOAD_SCRIPT), json.dumps(config)],
+            env=dict(env or {}),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            bufsize=1,
+        )
+    run = LoadRun(process, Path(config["out"]), stderr_path)
+    run.ready = run._line(ready_timeout)
+    if run.ready.get("ready") is not True:
+        records = run.stop() if run.process.poll() is None else []
+        failures = [r for r in records if not r["ok"]][:5]
+        pytest.fail(f"the load did not start: {run.ready}\nfirst failures: {failures}")
+    return run
+
+
+# --------------------------------------------------------------------------------------------
+# Judging and reporting
+# --------------------------------------------------------------------------------------------
+
+
+def between(records: Iterable[Record], start: float, end: float) -> list[Record]:
+    """The records whose request started in ``[start, end)`` (wall-clock seconds)."""
+    return [r for r in records if start <= r["t0"] < end]
+
+
+def failures(records: Iterable[Record]) -> list[Record]:
+    return [r for r in records if not r["ok"]]
+
+
+def by_kind(records: Iterable[Record]) -> dict[str, dict[str, int]]:
+    """Requests and failures per client (kind, and ``/new-conn`` for a new connection per
+    request)."""
+    total: Counter[str] = Counter()
+    failed: Counter[str] = Counter()
+    for r in records:
+        total[r["label"]] += 1
+        failed[r["label"]] += not r["ok"]
+    return {k: {"requests": total[k], "failures": failed[k]} for k in sorted(total)}
+
+
+def brief(records: Iterable[Record], limit: int = 5) -> str:
+    """A few records, one per line, for assertion messages."""
+    return "\n".join(json.dumps(r, sort_keys=True) for r in list(records)[:limit])
+
+
+def report(request: pytest.FixtureRequest, figures: Mapping[str, Any]) -> None:
+    """Print the test's figures and append them to ``reliability-figures.json`` in pytest's
+    base temporary directory (one JSON object per line, keyed by the test id)."""
+    line = json.dumps({"test": request.node.nodeid, **figures}, sort_keys=True)
+    print(f"reliability figures: {line}")
+    factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
+    with (factory.getbasetemp() / "reliability-figures.json").open("a") as f:
+        f.write(line + "\n")
