@@ -491,6 +491,17 @@ class PgLab:
             self._spawn(instance)
             self._wait_ready(instance)
 
+    def restart_instance(self, name: str) -> None:
+        """Restart one server as an operator would (``pg_ctl restart -m fast``): fast shutdown,
+        so every open connection is terminated, then start again on the same port and wait
+        until it accepts connections. ``timings["restart"]`` is how long it was away."""
+        instance = self.instance(name)
+        t0 = time.monotonic()
+        self._stop_instance(instance)
+        self._spawn(instance)
+        self._wait_ready(instance)
+        self.timings["restart"] = time.monotonic() - t0
+
     def instance(self, name: str) -> PgInstance:
         """The instance called ``name`` (:data:`EXTERNAL`, :data:`PROD_DB`, :data:`INTERNAL`)."""
         try:

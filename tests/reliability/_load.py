@@ -24,11 +24,11 @@ workers run until stdin says ``stop`` (or closes) or ``max_seconds`` pass; the r
 ``out`` and the last line is ``{"done": true, "records": N, "warnings": [...]}``.
 
 Each record: ``w`` (worker index), ``kind``, ``label`` (``kind``, plus ``/new-conn`` for
-``fresh`` workers), ``t0``/``t1`` (``time.time()`` at start and end:
-nginx logs wall-clock times), ``ok``, and either ``info`` (HTTP: ``status``, ``sni``,
-``host``, ``server``, ``server_addr``, ``connection``; PostgreSQL: ``server``, ``ssl``,
-``server_addr``, ``host``, ``hostaddr`` and ``connected``, the connection's
-``backend_start``) or ``error`` (type, message) and ``cause`` (the
+``fresh`` workers and ``+check`` for a pool that checks connections), ``t0``/``t1``
+(``time.time()`` at start and end: nginx logs wall-clock times), ``ok``, and either ``info``
+(HTTP: ``status``, ``sni``, ``host``, ``server``, ``server_addr``, ``connection``; PostgreSQL:
+``server``, ``ssl``, ``server_addr``, ``host``, ``hostaddr`` and ``connected``, the
+connection's ``backend_start``) or ``error`` (type, message) and ``cause`` (the
 :class:`kubealias.KubeAliasError` behind it, if any: ``type``, ``name``, ``chain``,
 ``reason``, ``message``).
 """
@@ -82,8 +82,9 @@ class Worker:
         self.kind: str = spec["kind"]
         self.host: str = spec["host"]
         self.fresh: bool = bool(spec.get("fresh", False))
-        #: The kind, marked when every request has its own connection.
+        #: The kind, marked when every request has its own connection or a pool checks them.
         self.label = self.kind + ("/new-conn" if self.fresh else "")
+        self.label += "+check" if spec.get("check") else ""
         self.spec = spec
         self.config = config
         self.timeout: float = float(config.get("timeout", 5))
