@@ -73,7 +73,8 @@ def read_response(family: Family, response: dns.message.Message) -> str | None:
     """Fold one response into ``family``; return the name to query next, if the chain goes on.
 
     Follows the CNAMEs inside the answer from the last name of ``family.chain``; records whose
-    owner is not on the chain are ignored. Each CNAME target is validated.
+    owner is not on the chain are ignored, and an answer that holds records but none for the
+    name asked is a failure. Each CNAME target is validated.
 
     Raises:
         ChainError: a loop, more than :data:`MAX_CHAIN` hops, or an invalid target.
@@ -108,6 +109,16 @@ def read_response(family: Family, response: dns.message.Message) -> str | None:
         family.ttls.append(min(ttl for _, ttl in records))
         _extend(family, target)
         current = target
+    if len(family.chain) == start and current not in addresses:
+        foreign = _foreign_owners(response, current)
+        if foreign:
+            # Records, but none for the name asked: an answer to another question (spoofed or
+            # broken). Taking it as NODATA would pass the name through as "not an alias".
+            family.status = "failure"
+            family.detail = (
+                f"the answer for {current} holds only records of other names ({foreign})"
+            )
+            return None
     if current in addresses:
         family.addresses, ttl = addresses[current]
         family.ttls.append(ttl)
@@ -124,6 +135,15 @@ def read_response(family: Family, response: dns.message.Message) -> str | None:
     family.status = "nodata"
     family.negative_ttl = _soa_minimum(response)
     return None
+
+
+def _foreign_owners(response: dns.message.Message, asked: str) -> str:
+    """The owners of the answer section when none of them is ``asked`` (else ``""``)."""
+    owners = list(dict.fromkeys(_text(rrset.name) for rrset in response.answer))
+    if not owners or asked in owners:
+        return ""
+    shown = ", ".join(repr(owner[:80]) for owner in owners[:3])
+    return shown + (f" and {len(owners) - 3} more" if len(owners) > 3 else "")
 
 
 def _target_text(family: Family, owner: str, target: dns.name.Name) -> str:

@@ -248,3 +248,14 @@ def test_chain_length_limit() -> None:
 )
 def test_tls_name_rule(chain: tuple[str, ...], want: str | None) -> None:
     assert choose_tls_name(chain, "cluster.local") == want
+
+
+def test_an_answer_only_for_other_names_is_a_failure() -> None:
+    # Records, none of them for the name asked: not NODATA (which would pass the name through
+    # as "not an alias") but a broken or spoofed answer.
+    foreign = [("other.example", 5, "CNAME", "evil.example."), ("evil.example", 5, "A", "10.9.9.9")]
+    server = Server({FQDN: {"*": (foreign, 0, False)}})
+    out = server.run([FQDN, "database.svc.cluster.local"])
+    assert out.kind == "failure"
+    assert "only records of other names ('other.example', 'evil.example')" in out.detail
+    assert {q[0] for q in server.asked} == {FQDN}  # the walk stops: no other candidate
