@@ -14,6 +14,6 @@ with kubealias, see :mod:`kubealias.testing.pytest_plugin`) gives one, started::
 
 from __future__ import annotations
 
-from ._server import ClusterDNS, Fault, Query, RawBuilder, add_article_services
+from ._server import ClusterDNS, Fault, Query, RawBuilder, add_article_services, raw_cname
 
-__all__ = ["ClusterDNS", "Fault", "Query", "RawBuilder", "add_article_services"]
+__all__ = ["ClusterDNS", "Fault", "Query", "RawBuilder", "add_article_services", "raw_cname"]

@@ -14,8 +14,10 @@ Its data are Kubernetes services (:meth:`ClusterDNS.external_name`,
   authority section, whose minimum (the negative-caching TTL, RFC 2308) is 5 seconds in the
   cluster domain (the TTL CoreDNS's kubernetes plugin uses by default) and 30 elsewhere.
 
-Faults (:class:`Fault`), delays and hand-made wire answers can be injected per name, and every query
-received is counted, so tests can assert how many queries a client made.
+Faults (:class:`Fault`), delays and hand-made wire answers can be injected per name (a fault also
+for every name at once), :func:`raw_cname` builds the hostile CNAME answers that dnspython refuses
+to render (empty labels, names over 255 octets, any bytes), and every query received is counted, so
+tests can assert how many queries a client made.
 
 Nothing here binds anything but 127.0.0.1 or sends traffic anywhere but back to the client.
 """
@@ -30,8 +32,9 @@ import logging
 import os
 import selectors
 import socket
+import struct
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
@@ -50,7 +53,7 @@ import dns.rrset
 if TYPE_CHECKING:
     from kubealias import Resolver
 
-__all__ = ["ClusterDNS", "Fault", "Query", "RawBuilder", "add_article_services"]
+__all__ = ["ClusterDNS", "Fault", "Query", "RawBuilder", "add_article_services", "raw_cname"]
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +108,14 @@ class Fault(str, enum.Enum):
     """UDP: an empty answer with TC=1; TCP: the normal answer."""
     TRUNCATE_HANG = "truncate_hang"
     """UDP: an empty answer with TC=1; TCP: the connection is accepted and never answered."""
+    TRUNCATE_PARTIAL = "truncate_partial"
+    """UDP: an empty answer with TC=1; TCP: the length prefix and the first half of the answer,
+    then nothing more (the connection is held open until the server stops)."""
     WRONG_OWNER = "wrong_owner"
     """The normal answer with records owned by names off the chain before and after it."""
+    FOREIGN = "foreign"
+    """Rcode NOERROR, no SOA, and only records owned by names off the chain (``other.example``
+    CNAME ``evil.example``, ``evil.example`` A): an answer for another name."""
     CNAME_LOOP = "cname_loop"
     """A two-name CNAME loop in one answer: the name to ``loop-b.<name>`` and back."""
     LARGE = "large"
@@ -138,6 +147,8 @@ class _Reply:
     """Seconds to wait before sending."""
     hang: bool = False
     """TCP only: never answer and hold the connection open until the server stops."""
+    partial: bool = False
+    """TCP only: send the length prefix of ``wire`` and its first half, then hang."""
 
 
 class ClusterDNS:
@@ -165,7 +176,7 @@ class ClusterDNS:
         self._namespace = _label(namespace, "namespace")
         self._lock = threading.Lock()
         self._zone: dict[dns.name.Name, _Node] = {}
-        self._faults: dict[tuple[dns.name.Name, dns.rdatatype.RdataType | None], Fault] = {}
+        self._faults: dict[tuple[dns.name.Name | None, dns.rdatatype.RdataType | None], Fault] = {}
         self._raw: dict[tuple[dns.name.Name, dns.rdatatype.RdataType | None], RawBuilder] = {}
         self._delays: dict[dns.name.Name, float] = {}
         self._queries: list[Query] = []
@@ -524,24 +535,28 @@ class ClusterDNS:
 
     def fault(
         self,
-        name: str,
+        name: str | None,
         kind: Fault | str,
         rdtype: str | dns.rdatatype.RdataType | None = None,
     ) -> None:
-        """Make queries for exactly ``name`` misbehave (see :class:`Fault`).
+        """Make queries for exactly ``name``, or for every name, misbehave (see :class:`Fault`).
 
-        A later fault for the same name and type replaces the earlier one. A fault for one type
-        wins over a fault for every type.
+        A later fault for the same name and type replaces the earlier one. The most specific
+        fault applies: this name and type, then this name, then every name and this type, then
+        every name (``name=None``: a SERVFAIL storm, a server that drops everything...).
 
         Args:
-            name: The name asked (not names below it, not CNAME targets).
+            name: The name asked (not names below it, not CNAME targets); ``None`` for every name.
             kind: A :class:`Fault` or its value, e.g. ``"servfail"``.
             rdtype: Only queries of this type; ``None`` for every type.
 
         Raises:
             ValueError: The name, kind or type is unknown or malformed.
         """
-        key = (_name(name), None if rdtype is None else _rdtype(rdtype))
+        key = (
+            None if name is None else _name(name),
+            None if rdtype is None else _rdtype(rdtype),
+        )
         fault = Fault(kind)
         with self._lock:
             self._faults[key] = fault
@@ -590,7 +605,10 @@ class ClusterDNS:
             self._raw[key] = builder
 
     def clear_faults(self, name: str | None = None) -> None:
-        """Remove the faults, delays and raw answers of one name, or of every name.
+        """Remove the faults, delays and raw answers of one name, or every one of them.
+
+        With a name, the faults set for every name (``fault(None, ...)``) stay; without, they go
+        too.
 
         Raises:
             ValueError: The name is malformed.
@@ -602,9 +620,10 @@ class ClusterDNS:
                 self._raw.clear()
                 self._delays.clear()
                 return
-            for table in (self._faults, self._raw):
-                for key in [key for key in table if key[0] == owner]:
-                    del table[key]
+            for key in [key for key in self._faults if key[0] == owner]:
+                del self._faults[key]
+            for raw_key in [key for key in self._raw if key[0] == owner]:
+                del self._raw[raw_key]
             self._delays.pop(owner, None)
 
     # -- counting ----------------------------------------------------------------------------
@@ -770,7 +789,12 @@ class ClusterDNS:
             self._queries.append(Query(_text(qname), dns.rdatatype.to_text(qtype), transport))
             delay = self._delays.get(qname, 0.0)
             raw = self._raw.get((qname, qtype)) or self._raw.get((qname, None))
-            fault = self._faults.get((qname, qtype)) or self._faults.get((qname, None))
+            fault = (
+                self._faults.get((qname, qtype))
+                or self._faults.get((qname, None))
+                or self._faults.get((None, qtype))
+                or self._faults.get((None, None))
+            )
             if question.rdclass == _IN:
                 rcode, answer, authority = self._lookup(qname, qtype)
             else:
@@ -793,7 +817,7 @@ class ClusterDNS:
         if fault in _FAULT_RCODES:
             response.set_rcode(_FAULT_RCODES[fault])
             return _Reply(response.to_wire(), delay)
-        if fault in (Fault.TRUNCATE, Fault.TRUNCATE_HANG) and transport == "udp":
+        if fault in _TRUNCATING and transport == "udp":
             response.flags |= dns.flags.TC
             return _Reply(response.to_wire(), delay)
         if fault is Fault.TRUNCATE_HANG:
@@ -803,6 +827,8 @@ class ClusterDNS:
         if fault is Fault.WRONG_OWNER:
             extra = _wrong_owner_records()
             answer = [*extra, *answer, *extra]
+        elif fault is Fault.FOREIGN:
+            rcode, answer, authority = dns.rcode.NOERROR, _wrong_owner_records(), []
         elif fault is Fault.CNAME_LOOP:
             rcode, answer, authority = dns.rcode.NOERROR, _cname_loop(question.name), []
         elif fault is Fault.LARGE:
@@ -814,7 +840,8 @@ class ClusterDNS:
         limit = _udp_limit(query) if transport == "udp" else 65535
         try:
             # Records in the order stored, not dnspython's default shuffle: tests can rely on it.
-            return _Reply(response.to_wire(max_size=limit, want_shuffle=False), delay)
+            wire = response.to_wire(max_size=limit, want_shuffle=False)
+            return _Reply(wire, delay, partial=fault is Fault.TRUNCATE_PARTIAL)
         except dns.exception.TooBig:
             # The whole answer does not fit: TC=1 and no records, so the client retries over
             # TCP (RFC 2181, section 9).
@@ -902,6 +929,11 @@ class ClusterDNS:
                         return
                     if reply.delay and self._stopping.wait(reply.delay):
                         return
+                    if reply.partial and reply.wire is not None:
+                        half = reply.wire[: len(reply.wire) // 2]
+                        conn.sendall(len(reply.wire).to_bytes(2, "big") + half)
+                        self._stopping.wait()
+                        return
                     if reply.wire is None:
                         continue
                     if len(reply.wire) > 65535:
@@ -944,6 +976,68 @@ def add_article_services(dns_server: ClusterDNS, **addresses: str) -> None:
     dns_server.article_services(**addresses)
 
 
+def raw_cname(
+    target: str | Sequence[bytes], *, address: str | None = None, ttl: int = CLUSTER_TTL
+) -> RawBuilder:
+    """A :data:`RawBuilder` answering with a CNAME to ``target`` written byte for byte.
+
+    dnspython refuses to build the names hostile servers send; this writes them on the wire
+    unchecked, for :meth:`ClusterDNS.raw_answer`::
+
+        dns.raw_answer(name, None, raw_cname("evil..example", address="127.0.0.5"))
+
+    The answer is NOERROR with the question echoed and one CNAME from the name asked to
+    ``target``, followed, if ``address`` is given, by an A or AAAA record owned by the target
+    (the lure: a client that accepts the target finds somewhere to connect).
+
+    Args:
+        target: The target as text, split at every dot with each label encoded in UTF-8
+            (``"evil..example"`` gives an empty label in the middle, which ends the name on the
+            wire and leaves the rest of the data as junk), or as the raw labels, any bytes
+            (``[b"evil.", b"example"]`` is one label holding a dot). Nothing limits the length
+            of the whole name: over 255 octets makes a name no parser accepts.
+        address: An IPv4 or IPv6 address for the target.
+        ttl: The TTL of the records.
+
+    Returns:
+        The builder.
+
+    Raises:
+        ValueError: A label is over 63 octets (its length cannot be encoded: the two top bits
+            of a length octet mark compression pointers) or the address is malformed.
+    """
+    if isinstance(target, str):
+        labels = [label.encode() for label in target.removesuffix(".").split(".")]
+    else:
+        labels = [bytes(label) for label in target]
+    for label in labels:
+        if len(label) > 63:
+            raise ValueError(f"a label has at most 63 octets, got {len(label)}: {label[:20]!r}...")
+    rdata = b"".join(len(label).to_bytes(1, "big") + label for label in labels) + b"\0"
+    extra = b""
+    if address is not None:
+        ip = ipaddress.ip_address(address)  # raises ValueError
+        rdtype = dns.rdatatype.A if ip.version == 4 else dns.rdatatype.AAAA
+        extra = struct.pack("!HHIH", rdtype, _IN, ttl, len(ip.packed)) + ip.packed
+
+    def build(query: dns.message.Message) -> bytes:
+        echo = dns.message.Message(id=query.id)
+        echo.question = query.question
+        question = echo.to_wire()[12:]
+        flags = dns.flags.QR | dns.flags.AA | dns.flags.RA | (query.flags & dns.flags.RD)
+        header = struct.pack("!HHHHHH", query.id, flags, 1, 2 if extra else 1, 0, 0)
+        # The question's name is at offset 12: the CNAME's owner points to it (0xC00C).
+        cname = b"\xc0\x0c" + struct.pack("!HHIH", dns.rdatatype.CNAME, _IN, ttl, len(rdata))
+        wire = header + question + cname + rdata
+        if extra:
+            target_offset = len(header) + len(question) + len(cname)
+            wire += (0xC000 | target_offset).to_bytes(2, "big") + extra
+        return wire
+
+    return build
+
+
+_TRUNCATING = (Fault.TRUNCATE, Fault.TRUNCATE_HANG, Fault.TRUNCATE_PARTIAL)
 _FAULT_RCODES = {
     Fault.SERVFAIL: dns.rcode.SERVFAIL,
     Fault.REFUSED: dns.rcode.REFUSED,

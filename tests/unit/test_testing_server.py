@@ -86,6 +86,7 @@ def test_public_names():
         "Query",
         "RawBuilder",
         "add_article_services",
+        "raw_cname",
     }
 
 
