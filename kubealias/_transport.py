@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import dns.asyncquery
 import dns.exception
+import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
@@ -154,7 +155,13 @@ def _receive(
             return exc
     except _FAILURES as exc:
         return exc
-    return response if query.is_response(response) else None
+    if query.is_response(response):
+        return response
+    if response.id == query.id and response.flags & dns.flags.QR:
+        # Our id, but an answer to another question: what dnspython's own udp() raises, and so
+        # what the async path reports, instead of waiting out the timeout for nothing.
+        return dns.query.BadResponse()  # type: ignore[no-untyped-call]
+    return None  # another id: not for this query, keep waiting (dnspython does)
 
 
 async def exchange_async(
