@@ -15,11 +15,12 @@ Timing, chosen so that one 30 s outage proves all three claims in bounded time:
   stale bound ends between ``outage + 20`` and ``outage + 20 + TTL`` s.
 * ``[outage, outage + 20)``: **zero** failed requests (serve-stale, RFC 8767), checked for
   every request started in that window.
-* ``[exit + 20 + TTL + 1, restart)``, ``exit`` being when ``named`` has exited (it may still
+* ``[exit + 20 + TTL + 1, restart - 2)``, ``exit`` being when ``named`` has exited (it may still
   answer while it shuts down, so an answer can be refreshed until then): past the bound, every
   request fails, quickly, with a kubealias ``ResolutionError`` that names the input, the last
   chain served and the reason (``KUBEALIAS_MAX_STALE``); never a hang, never a connection by
-  another name. About 5 s of such requests for every adapter.
+  another name. About 4 s of such requests for every adapter (the last 2 s before the restart
+  are left out: a lookup then may still be waiting when ``named`` answers again).
 * After ``named`` is back: every worker succeeds again within one TTL, and every request
   started after that succeeds. The worst case is about 2 s: Linux rate-limits ICMP port
   unreachable, so some queries sent while ``named`` is down get no reply at all and a lookup
@@ -52,6 +53,8 @@ TTL = 3
 STEADY = 2.0
 #: Slack for scheduling: a request "started" when its thread took the time, not when it resolved.
 SLACK = 1.0
+#: KUBEALIAS_TIMEOUT (the default): the longest a lookup takes.
+TIMEOUT = 2.0
 
 WORKERS = [
     {"kind": "requests", "host": "payment-api"},
@@ -113,7 +116,9 @@ def test_dns_outage_served_stale_then_clear_error_then_recovery(
 
     before = [r for r in records if r["t0"] < down]
     stale_window = between(records, down, down + MAX_STALE - SLACK)
-    past_bound = between(records, gone + MAX_STALE + TTL + SLACK, restart)
+    # ... and ended before named came back: a lookup still in flight then (its query unanswered,
+    # see the docstring) may retry and succeed, as it should.
+    past_bound = between(records, gone + MAX_STALE + TTL + SLACK, restart - TIMEOUT)
     after = [r for r in records if r["t0"] >= up + TTL]
     figures = {
         "requests": len(records),
@@ -165,7 +170,7 @@ def test_dns_outage_served_stale_then_clear_error_then_recovery(
         assert cause["name"] == host, r
         assert "KUBEALIAS_MAX_STALE" in cause["reason"], r
         assert f"-> {TARGETS[host]}" in cause["message"], r  # the chain served until the bound
-        assert r["t1"] - r["t0"] < 2.5, r  # KUBEALIAS_TIMEOUT (2 s) at most: never a hang
+        assert r["t1"] - r["t0"] < TIMEOUT + 0.5, r  # KUBEALIAS_TIMEOUT at most: never a hang
         assert cause["message"] in r["error"]["message"], r  # the client's error says it too
 
     # Failures only between the bound and one TTL after named came back.
