@@ -171,7 +171,8 @@ def rewrite_conninfo(conninfo: str = "", *, resolver: Resolver | None = None, **
 
     Raises:
         psycopg.ProgrammingError: the connection string is malformed (libpq's reason, with
-            the tokens it quotes removed, since they could be a password).
+            the tokens it quotes removed, since they could be a password), or a value in it
+            is not valid UTF-8.
         psycopg.OperationalError: an alias cannot be resolved safely.
     """
     params = _parse(conninfo, **kwargs)
@@ -192,7 +193,18 @@ def _parse(conninfo: str, **kwargs: Any) -> dict[str, Any]:
         return conninfo_to_dict(conninfo, **kwargs)
     except psycopg.ProgrammingError as exc:
         error = _redacted(exc)
+    except UnicodeDecodeError:
+        error = _not_utf8()
     raise error  # outside the except: libpq's own error must not ride along as __context__
+
+
+def _not_utf8() -> psycopg.ProgrammingError:
+    """psycopg decodes libpq's parsed values as UTF-8 and lets UnicodeDecodeError out, whose
+    repr holds the undecodable bytes: the value, which may be the password (``%80secret`` in a
+    URI). The reason only, as a ProgrammingError like every other malformed string."""
+    return psycopg.ProgrammingError(
+        "invalid connection string: a value is not valid UTF-8 (a percent-encoded byte sequence?)"
+    )
 
 
 def _redacted(exc: psycopg.ProgrammingError) -> psycopg.ProgrammingError:
@@ -255,6 +267,8 @@ class Connection(psycopg.Connection[Row]):
             params = dict(super()._get_connection_params(conninfo, **kwargs))
         except psycopg.ProgrammingError as exc:
             error = _redacted(exc)
+        except UnicodeDecodeError:
+            error = _not_utf8()
         else:
             return rewrite_params(params, resolver=cls.resolver)
         raise error  # outside the except: libpq's own error (with the token) is not chained
@@ -277,6 +291,8 @@ class AsyncConnection(psycopg.AsyncConnection[Row]):
             params = dict(await super()._get_connection_params(conninfo, **kwargs))
         except psycopg.ProgrammingError as exc:
             failure = _redacted(exc)
+        except UnicodeDecodeError:
+            failure = _not_utf8()
         if failure is not None:
             raise failure  # outside the except: libpq's own error (with the token) is not chained
         resolver = cls.resolver or get_default_resolver()

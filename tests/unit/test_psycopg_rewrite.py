@@ -323,6 +323,10 @@ MALFORMED = [
     f"postgresql://app@database/app?{PASSWORD}=1",
     f"postgresql://app:%zz{PASSWORD}@database/app",
     f"postgresql://app:{PASSWORD}@database/app?sslmode",
+    # percent-encoded bytes that are not UTF-8: psycopg's UnicodeDecodeError holds them
+    f"postgresql://app:%80{PASSWORD}@database/app",
+    f"postgresql://app@database/app?password=%ff{PASSWORD}",
+    f"postgresql://app@%c3{PASSWORD}/app",
     PASSWORD,
 ]
 
