@@ -33,6 +33,11 @@ class NetGuard:
     off_loopback: list[str] = field(default_factory=list)
     """Addresses off loopback asked for or connected to (every one refused)."""
 
+    def reset(self) -> None:
+        """Forget what was seen (hypothesis runs many examples in one test)."""
+        self.lookups.clear()
+        self.off_loopback.clear()
+
 
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
