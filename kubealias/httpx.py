@@ -18,11 +18,14 @@ How a request travels
    transport uses :func:`~kubealias._http.aplan_route`, which awaits ``aresolve`` and never
    blocks the event loop). A host that is not an alias goes, as the very same request object, to
    a plain httpx transport built from the caller's arguments: the unchanged httpx code path.
-2. For an alias a *new* request is built (the caller's is never touched): same method, URL,
-   headers, body stream and extensions, plus httpcore's ``sni_hostname`` extension set to the TLS
-   name, which httpcore uses as the SNI and as the name the certificate is verified against;
-   verification stays exactly as the caller configured it. (Through a proxy, the URL host itself
-   becomes the TLS name instead; see below.)
+2. For an alias the inner transport gets the caller's request object carrying *new* headers and
+   extensions: httpcore's ``sni_hostname`` extension is set to the TLS name, which httpcore uses
+   as the SNI and as the name the certificate is verified against; verification stays exactly
+   as the caller configured it. (Through a proxy, the URL host itself becomes the TLS name
+   instead; see below.) The request's own headers, URL and extensions are put back before
+   ``handle_request`` returns or raises (the body has been sent by then), so what the client
+   keeps (``response.request``, redirects, retries) is what the application sent. Swapping
+   three attributes costs a fraction of building a second ``httpx.Request``.
 3. The ``Host`` header becomes the TLS name (``name:port`` off the scheme's default port),
    because virtual-hosted services answer ``421``/``404`` to ``Host: payment-api``. A ``Host``
    set by the caller is kept: httpx always writes one from the URL, so a value equal to the
@@ -38,9 +41,10 @@ How a request travels
    new address set (the alias moved) gets new connections.
 
 Inner transports live in a bounded LRU (32 routes), the only shared mutable state, and
-it holds nothing that varies per request. A transport evicted while responses are still
-streaming from it is closed when the last of them is closed, not at eviction: closing an httpcore
-pool closes its active connections too and would cut those responses off. All share one
+it holds nothing that varies per request. A transport evicted from it is retired, and closed
+once no request is inside it and its pool's connections are idle (checked on later requests, and
+all closed by ``close()``): closing an httpcore pool closes its active connections too and would
+cut off responses still streaming from it. All share one
 ``ssl.SSLContext`` (built once, by httpx's ``create_ssl_context``, from ``verify``/``cert``/
 ``trust_env``): certificates are loaded once, and every pool verifies as the caller asked.
 
@@ -88,7 +92,7 @@ from __future__ import annotations
 import ssl
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeAlias, TypeVar
 
 try:
@@ -139,45 +143,45 @@ def _eligible(request: httpx.Request, uds: bool) -> bool:
     return not uds and request.url.scheme in _SCHEMES
 
 
-def _host_set_by_caller(request: httpx.Request) -> bool:
+def _host_set_by_caller(request: httpx.Request, route: Route) -> bool:
     """True when the Host header differs from the one httpx writes from the URL.
 
     httpx's ``Request`` always adds ``Host: <url.netloc>`` when the caller gave none, so that
-    value is indistinguishable from "not set"; rewriting it is then what the caller wants.
+    value is indistinguishable from "not set"; rewriting it is then what the caller wants. The
+    netloc is the route's name (the URL host, an LDH name) with the port when not the default.
     """
     value: str | None = request.headers.get("Host")
     if value is None:
         return False
-    return value.lower() != request.url.netloc.decode("ascii").lower()
+    port = request.url.port
+    netloc = route.name if port is None else f"{route.name}:{port}"
+    return value.lower() != netloc.lower()
 
 
-def _forward(request: httpx.Request, route: Route, *, proxied: bool = False) -> httpx.Request:
-    """A new request for ``route``; the caller's request is never touched.
+def _rewritten(
+    request: httpx.Request, route: Route, proxied: bool
+) -> tuple[httpx.Headers, httpx.URL, dict[str, Any]]:
+    """The headers, URL and extensions the inner transport gets for ``route``.
 
-    Without a proxy the URL is kept (parsing a new one costs more than the rest of the request)
-    and the TLS name goes in httpcore's ``sni_hostname`` extension, which httpcore uses both as
-    SNI and as the name the certificate is verified against. The pool it goes to serves this
-    route only, so its origin (the application's host) is unambiguous. Through a proxy the URL
-    host becomes the TLS name, so that the CONNECT goes to ``tls_name:port``.
+    New objects (the caller's are never modified): the ``Host`` header becomes the route's
+    unless the caller set one. Without a proxy the URL is kept (parsing a new one costs more
+    than the rest of the request) and the TLS name goes in httpcore's ``sni_hostname``
+    extension, which httpcore uses both as SNI and as the name the certificate is verified
+    against; the pool it goes to serves this route only, so its origin (the application's
+    host) is unambiguous. Through a proxy the URL host becomes the TLS name, so that the
+    CONNECT goes to ``tls_name:port``.
     """
     headers = request.headers
-    if route.host_header is not None and not _host_set_by_caller(request):
+    if route.host_header is not None and not _host_set_by_caller(request, route):
         headers = headers.copy()
         headers["Host"] = route.host_header
     if proxied:
-        url = request.url.copy_with(host=route.tls_name)
-        extensions = request.extensions
-    else:
-        url = request.url
-        extensions = {**request.extensions, "sni_hostname": route.tls_name}
-    # stream= (not content=): the body is passed on as is and httpx adds no header of its own.
-    return httpx.Request(
-        request.method, url, headers=headers, stream=request.stream, extensions=extensions
-    )
+        return headers, request.url.copy_with(host=route.tls_name), request.extensions
+    return headers, request.url, {**request.extensions, "sni_hostname": route.tls_name}
 
 
-def _route_key(request: httpx.Request, route: Route) -> _RouteKey:
-    return (request.url.scheme, route.tls_name, route.port, route.addresses)
+def _route_key(url: httpx.URL, route: Route) -> _RouteKey:
+    return (url.scheme, route.tls_name, route.port, route.addresses)
 
 
 # --- network backends pinned to a route's addresses -----------------------------------------
@@ -323,119 +327,90 @@ def _apin(transport: httpx.AsyncHTTPTransport, route: Route) -> httpx.AsyncHTTPT
 
 
 class _Slot(Generic[_T]):
-    """One inner transport and how many responses are still using it."""
+    """One inner transport and how many requests are inside its ``handle_request``."""
 
-    __slots__ = ("active", "closed", "retired", "transport")
+    __slots__ = ("active", "transport")
 
     def __init__(self, transport: _T) -> None:
         self.transport = transport
         self.active = 0
-        self.retired = False  # out of the LRU: close once idle
-        self.closed = False  # handed out to be closed (exactly once)
 
 
 class _RouteCache(Generic[_T]):
     """A bounded LRU of inner transports by route; the lock is here and only here.
 
-    Nothing here performs I/O: the caller closes what :meth:`acquire`, :meth:`release` and
-    :meth:`drain` hand back (so the async transport can await ``aclose``), outside the lock.
+    A transport pushed out of the LRU is *retired*, not closed: closing an httpcore pool closes
+    its active connections too and would cut off responses still streaming from it. A retired
+    transport is handed back to be closed once no request is inside it and ``idle`` says every
+    connection of its pool is idle (a streaming response keeps its connection busy); the
+    transports check :meth:`take_idle` on each request while some are retired, and
+    :meth:`drain` hands back all.
+    Nothing here performs I/O: the caller closes what it is handed, outside the lock (so the
+    async transport can await ``aclose``).
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, idle: Callable[[_T], bool]) -> None:
         self._size = max(1, size)
+        self._idle = idle
         self._lock = threading.Lock()
         self._slots: OrderedDict[_RouteKey, _Slot[_T]] = OrderedDict()
+        self._retired: list[_Slot[_T]] = []
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._slots)
 
-    def acquire(self, key: _RouteKey, factory: Callable[[], _T]) -> tuple[_Slot[_T], list[_T]]:
-        """The slot for ``key`` (made by ``factory`` if absent), marked in use.
+    @property
+    def retiring(self) -> bool:
+        """Whether some retired transports wait to be closed (read without the lock: a hint)."""
+        return bool(self._retired)
 
-        Returns:
-            The slot, and the evicted transports that are idle and must be closed now.
-        """
+    def acquire(self, key: _RouteKey, factory: Callable[[Route], _T], route: Route) -> _Slot[_T]:
+        """The slot for ``key`` (made by ``factory(route)`` if absent), one more request inside."""
         with self._lock:
             slot = self._slots.get(key)
             if slot is None:
                 # factory() builds a transport and a pool, without I/O (the SSL context is
                 # shared), so holding the lock here costs microseconds.
-                slot = self._slots[key] = _Slot(factory())
+                slot = self._slots[key] = _Slot(factory(route))
+                while len(self._slots) > self._size:
+                    self._retired.append(self._slots.popitem(last=False)[1])
             else:
                 self._slots.move_to_end(key)
             slot.active += 1
-            to_close: list[_T] = []
-            while len(self._slots) > self._size:
-                _, old = self._slots.popitem(last=False)
-                old.retired = True
-                if old.active == 0:
-                    old.closed = True
-                    to_close.append(old.transport)
-            return slot, to_close
+            return slot
 
-    def release(self, slot: _Slot[_T]) -> bool:
-        """Mark one use of ``slot`` done; True when the caller must now close its transport."""
+    def release(self, slot: _Slot[_T]) -> None:
+        """One request has left ``slot``'s ``handle_request``."""
         with self._lock:
             slot.active -= 1
-            if slot.retired and slot.active <= 0 and not slot.closed:
-                slot.closed = True
-                return True
-            return False
+
+    def take_idle(self) -> list[_T]:
+        """The retired transports with no request inside and an idle pool, to be closed now."""
+        with self._lock:
+            busy: list[_Slot[_T]] = []
+            idle: list[_T] = []
+            for slot in self._retired:
+                if slot.active == 0 and self._idle(slot.transport):
+                    idle.append(slot.transport)
+                else:
+                    busy.append(slot)
+            self._retired = busy
+            return idle
 
     def drain(self) -> list[_T]:
-        """Empty the cache; every transport still open is returned to be closed now."""
+        """Empty the cache; every transport, cached or retired, is returned to be closed now."""
         with self._lock:
-            slots = list(self._slots.values())
+            slots = [*self._slots.values(), *self._retired]
             self._slots.clear()
-            to_close: list[_T] = []
-            for slot in slots:
-                slot.retired = True
-                if not slot.closed:
-                    slot.closed = True
-                    to_close.append(slot.transport)
-            return to_close
+            self._retired = []
+            return [slot.transport for slot in slots]
 
 
-class _ReleasingStream(httpx.SyncByteStream):
-    """The inner response stream; closing it releases the route slot (once)."""
-
-    def __init__(self, stream: httpx.SyncByteStream, release: Callable[[], None]) -> None:
-        self._stream = stream
-        self._release: Callable[[], None] | None = release
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self._stream
-
-    def close(self) -> None:
-        try:
-            self._stream.close()
-        finally:
-            release, self._release = self._release, None
-            if release is not None:
-                release()
-
-
-class _AsyncReleasingStream(httpx.AsyncByteStream):
-    """:class:`_ReleasingStream` for the async transport."""
-
-    def __init__(
-        self, stream: httpx.AsyncByteStream, release: Callable[[], Awaitable[None]]
-    ) -> None:
-        self._stream = stream
-        self._release: Callable[[], Awaitable[None]] | None = release
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._stream:
-            yield chunk
-
-    async def aclose(self) -> None:
-        try:
-            await self._stream.aclose()
-        finally:
-            release, self._release = self._release, None
-            if release is not None:
-                await release()
+def _pool_idle(transport: httpx.HTTPTransport | httpx.AsyncHTTPTransport) -> bool:
+    """Whether no connection of the transport's pool is busy (its pool was checked by _pin)."""
+    pool: httpcore.ConnectionPool | httpcore.AsyncConnectionPool = transport._pool
+    return all(c.is_idle() or c.is_closed() for c in pool.connections)
 
 
 # --- the transports ---------------------------------------------------------------------------
@@ -524,7 +499,11 @@ class HTTPTransport(httpx.BaseTransport):
             verify, cert, trust_env, http1, http2, limits, local_address, retries, socket_options
         )
         self._base = httpx.HTTPTransport(**self._options, proxy=proxy, uds=uds)
-        self._routes: _RouteCache[httpx.HTTPTransport] = _RouteCache(_MAX_ROUTES)
+        self._routes: _RouteCache[httpx.HTTPTransport] = _RouteCache(_MAX_ROUTES, _pool_idle)
+        self._new_inner = self._make_inner  # one bound method, not one per request
+
+    def _make_inner(self, route: Route) -> httpx.HTTPTransport:
+        return _pin(httpx.HTTPTransport(**self._options), route)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send one request; see the module docstring for what happens to an alias.
@@ -545,27 +524,25 @@ class HTTPTransport(httpx.BaseTransport):
             raise _connect_error(request, exc) from exc
         if route is None:
             return self._base.handle_request(request)  # invariant 3: the request as given
-        forwarded = _forward(request, route, proxied=self._proxied)
-        if self._proxied:
-            return self._base.handle_request(forwarded)
-        slot, idle = self._routes.acquire(
-            _route_key(request, route),
-            lambda: _pin(httpx.HTTPTransport(**self._options), route),
-        )
-        for transport in idle:
-            transport.close()
+        # The inner transport gets the caller's request object with rewritten headers,
+        # URL and extensions, which are put back before the call returns or raises: the
+        # request, as the client keeps it (response.request, redirects, retries), stays the
+        # application's. Cheaper than a second httpx.Request, on every request's path.
+        saved = request.headers, request.url, request.extensions
+        request.headers, request.url, request.extensions = _rewritten(request, route, self._proxied)
         try:
-            response = slot.transport.handle_request(forwarded)
-        except BaseException:
-            self._release(slot)
-            raise
-        assert isinstance(response.stream, httpx.SyncByteStream)
-        response.stream = _ReleasingStream(response.stream, lambda: self._release(slot))
-        return response
-
-    def _release(self, slot: _Slot[httpx.HTTPTransport]) -> None:
-        if self._routes.release(slot):
-            slot.transport.close()
+            if self._proxied:
+                return self._base.handle_request(request)
+            if self._routes.retiring:
+                for transport in self._routes.take_idle():
+                    transport.close()
+            slot = self._routes.acquire(_route_key(saved[1], route), self._new_inner, route)
+            try:
+                return slot.transport.handle_request(request)
+            finally:
+                self._routes.release(slot)
+        finally:
+            request.headers, request.url, request.extensions = saved
 
     def close(self) -> None:
         """Close every inner transport and their connections."""
@@ -628,7 +605,11 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
             verify, cert, trust_env, http1, http2, limits, local_address, retries, socket_options
         )
         self._base = httpx.AsyncHTTPTransport(**self._options, proxy=proxy, uds=uds)
-        self._routes: _RouteCache[httpx.AsyncHTTPTransport] = _RouteCache(_MAX_ROUTES)
+        self._routes: _RouteCache[httpx.AsyncHTTPTransport] = _RouteCache(_MAX_ROUTES, _pool_idle)
+        self._new_inner = self._make_inner  # one bound method, not one per request
+
+    def _make_inner(self, route: Route) -> httpx.AsyncHTTPTransport:
+        return _apin(httpx.AsyncHTTPTransport(**self._options), route)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send one request; see the module docstring for what happens to an alias.
@@ -649,27 +630,21 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
             raise _connect_error(request, exc) from exc
         if route is None:
             return await self._base.handle_async_request(request)
-        forwarded = _forward(request, route, proxied=self._proxied)
-        if self._proxied:
-            return await self._base.handle_async_request(forwarded)
-        slot, idle = self._routes.acquire(
-            _route_key(request, route),
-            lambda: _apin(httpx.AsyncHTTPTransport(**self._options), route),
-        )
-        for transport in idle:
-            await transport.aclose()
+        saved = request.headers, request.url, request.extensions  # as in HTTPTransport
+        request.headers, request.url, request.extensions = _rewritten(request, route, self._proxied)
         try:
-            response = await slot.transport.handle_async_request(forwarded)
-        except BaseException:
-            await self._release(slot)
-            raise
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        response.stream = _AsyncReleasingStream(response.stream, lambda: self._release(slot))
-        return response
-
-    async def _release(self, slot: _Slot[httpx.AsyncHTTPTransport]) -> None:
-        if self._routes.release(slot):
-            await slot.transport.aclose()
+            if self._proxied:
+                return await self._base.handle_async_request(request)
+            if self._routes.retiring:
+                for transport in self._routes.take_idle():
+                    await transport.aclose()
+            slot = self._routes.acquire(_route_key(saved[1], route), self._new_inner, route)
+            try:
+                return await slot.transport.handle_async_request(request)
+            finally:
+                self._routes.release(slot)
+        finally:
+            request.headers, request.url, request.extensions = saved
 
     async def aclose(self) -> None:
         """Close every inner transport and their connections."""

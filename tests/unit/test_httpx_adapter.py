@@ -104,23 +104,19 @@ def test_forwarded_request(
     )
     before = (original.url, original.headers.multi_items())
 
-    forwarded = kubealias.httpx._forward(original, route)
-    proxied = kubealias.httpx._forward(original, route, proxied=True)
+    headers, url_, extensions = kubealias.httpx._rewritten(original, route, proxied=False)
+    p_headers, p_url, p_extensions = kubealias.httpx._rewritten(original, route, proxied=True)
 
     # Direct: same URL, the TLS name as httpcore's sni_hostname (SNI and verification).
-    assert forwarded.url == original.url
-    assert forwarded.extensions == {"k": "v", "sni_hostname": route.tls_name}
+    assert url_ == original.url
+    assert extensions == {"k": "v", "sni_hostname": route.tls_name}
     # Through a proxy: the URL host is the TLS name, so the CONNECT goes there.
-    assert str(proxied.url) == (want_url or str(original.url).replace("payment-api", PAYMENT))
-    assert proxied.extensions == {"k": "v"}
-    assert forwarded.headers["Host"] == proxied.headers["Host"] == want_host
-    assert forwarded.method == "POST"
-    assert forwarded.stream is original.stream
-    assert forwarded.read() == b"body"
-    assert [k for k, _ in forwarded.headers.multi_items()] == [
-        k for k, _ in original.headers.multi_items()
-    ]
+    assert str(p_url) == (want_url or str(original.url).replace("payment-api", PAYMENT))
+    assert p_extensions == {"k": "v"}
+    assert headers["Host"] == p_headers["Host"] == want_host
+    assert [k for k, _ in headers.multi_items()] == [k for k, _ in original.headers.multi_items()]
     assert (original.url, original.headers.multi_items()) == before  # never mutated
+    assert original.extensions == {"k": "v"}
 
 
 class FakeBackend(httpcore.NetworkBackend):
@@ -440,7 +436,7 @@ def test_threads_share_one_client(
     assert len(transport._routes) == 2
 
 
-def test_evicted_route_closes_after_its_last_response(
+def test_evicted_route_closes_once_its_responses_are_done(
     monkeypatch: pytest.MonkeyPatch,
     resolver: Resolver,
     trust: ssl.SSLContext,
@@ -460,25 +456,62 @@ def test_evicted_route_closes_after_its_last_response(
 
             monkeypatch.setattr(slot.transport, "close", close)
             assert echo(client.get(url(server, "second-api")))["sni"] == SECOND
+            assert echo(client.get(url(server, "second-api")))["sni"] == SECOND
             assert closed == []  # evicted, but a response is still streaming from it
             streaming.read()
-        assert closed == [PAYMENT]
         assert echo(streaming)["sni"] == PAYMENT
+        # Its connection is idle now: the next request closes the retired transport.
         assert echo(client.get(url(server, "payment-api")))["sni"] == PAYMENT  # a new pool
+        assert closed == [PAYMENT]
 
 
-def test_route_cache_closes_idle_evictions_now_and_busy_ones_later() -> None:
-    cache: kubealias.httpx._RouteCache[str] = kubealias.httpx._RouteCache(1)
-    a, idle = cache.acquire(("https", "a", 443, ()), lambda: "A")
-    assert idle == []
-    b, idle = cache.acquire(("https", "b", 443, ()), lambda: "B")
-    assert idle == []  # A is evicted but busy
-    assert cache.release(b) is False  # B is cached: stays open
-    assert cache.release(a) is True  # A's last use: close it now
-    _, idle = cache.acquire(("https", "c", 443, ()), lambda: "C")
-    assert idle == ["B"]  # idle when evicted: close at once
+def test_route_cache_closes_retired_transports_once_idle() -> None:
+    busy = {"A": True, "B": False, "C": False}
+    cache: kubealias.httpx._RouteCache[str] = kubealias.httpx._RouteCache(1, lambda t: not busy[t])
+    made = {"a": "A", "b": "B", "c": "C"}
+
+    def factory(route: Route) -> str:
+        return made[route.name]
+
+    def acquire(name: str) -> Any:
+        return cache.acquire(("https", name, 443, ()), factory, Route(name, name, (), 443, None))
+
+    a = acquire("a")
+    cache.release(a)  # the request left handle_request; A's response is still streaming
+    b = acquire("b")
+    assert cache.retiring
+    assert cache.take_idle() == []  # A is retired but its pool is busy
+    busy["A"] = False
+    c = acquire("c")
+    # B is retired with a request still inside handle_request: kept; A is idle now: closed.
+    assert cache.take_idle() == ["A"]
+    cache.release(b)
+    cache.release(c)
+    assert cache.take_idle() == ["B"]
+    assert not cache.retiring
     assert cache.drain() == ["C"]
     assert len(cache) == 0
+
+
+def test_the_callers_request_is_restored(
+    transport: HTTPTransport, server: TLSEchoServer, silent_port: int
+) -> None:
+    request = httpx.Request("GET", url(server, "payment-api"), extensions={"k": "v"})
+    before = (request.url, request.headers.multi_items(), dict(request.extensions))
+
+    response = transport.handle_request(request)
+    response.read()
+    assert echo(response)["host"] == f"{PAYMENT}:{server.port}"
+    assert (request.url, request.headers.multi_items(), request.extensions) == before
+
+    timeout = {"connect": 0.2, "read": 0.2, "write": 0.2, "pool": 0.2}
+    failing = httpx.Request(
+        "GET", f"https://payment-api:{silent_port}/", extensions={"timeout": timeout}
+    )
+    before = (failing.url, failing.headers.multi_items(), dict(failing.extensions))
+    with pytest.raises(httpx.ConnectTimeout):  # the TLS handshake never completes
+        transport.handle_request(failing)
+    assert (failing.url, failing.headers.multi_items(), failing.extensions) == before
 
 
 def test_close_closes_every_inner_transport(
