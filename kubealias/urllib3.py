@@ -35,6 +35,7 @@ try:
         NewConnectionError,
     )
     from urllib3.poolmanager import SSL_KEYWORDS, PoolKey
+    from urllib3.util import parse_url
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("kubealias.urllib3 needs urllib3: pip install 'kubealias[requests]'") from exc
 
@@ -235,7 +236,8 @@ def _exhausted(exc: NameResolutionError, url: str, retries: Any) -> Exception:
     conn = exc.conn
     pool_cls = HTTPSConnectionPool if isinstance(conn, HTTPSConnection) else HTTPConnectionPool
     pool = pool_cls(conn.host, conn.port)  # names the pool in the message; never connects
-    return MaxRetryError(pool, url, exc)
+    # The request target, as urllib3's own pools report it: never the URL's userinfo.
+    return MaxRetryError(pool, parse_url(url).request_uri, exc)
 
 
 class PoolManager(_AliasPools, urllib3.PoolManager):

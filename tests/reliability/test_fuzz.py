@@ -540,21 +540,6 @@ def _records(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
     return out
 
 
-#: Known kubealias bugs in files this suite may not edit, met while fuzzing (each one also has
-#: a strict xfail test below, which turns into a failure once the bug is fixed).
-KNOWN_BUGS: collections.Counter[str] = collections.Counter()
-
-
-def _known_urllib3_leak(error: BaseException | None) -> bool:
-    """kubealias.urllib3's MaxRetryError for an unresolvable alias: it is built with the whole
-    URL given to ``urlopen``, userinfo included (see :func:`test_urllib3_..._password`)."""
-    return (
-        isinstance(error, urllib3.exceptions.MaxRetryError)
-        and isinstance(error.reason, urllib3.exceptions.NameResolutionError)
-        and isinstance(error.reason.__cause__, KubeAliasError)
-    )
-
-
 def _given(address: str, text: str) -> bool:
     """Whether the address off loopback is the application's own literal (a zone index may be
     percent-encoded on one side)."""
@@ -579,9 +564,6 @@ def _http_case(
     assert all(name.lower() not in ("alias", "broken", "looped") for name in guard.lookups)
     assert all(_given(address, url) for address in guard.off_loopback)
     undocumented = error is not None and not isinstance(error, documented)
-    if _known_urllib3_leak(error) and leaks(error, core):
-        KNOWN_BUGS["kubealias.urllib3: MaxRetryError shows the URL's password"] += 1
-        error = error.__cause__ if error is not None else None  # judge what lies behind it
     shown = leaks(error, core)
     loggers = _logged_by(caplog, core)
     # kubealias's own errors and records never show it, whatever the client does.
@@ -655,13 +637,6 @@ def test_cli_check(
     assert all(_given(address, target) for address in netguard.off_loopback)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="kubealias/urllib3.py _exhausted() builds MaxRetryError(pool, url, ...) with the "
-    "absolute URL given to urlopen, userinfo included; urllib3 itself passes the request path "
-    "(u.request_uri). Reported, not ours to edit.",
-)
 def test_urllib3_resolution_error_never_shows_the_url_password(
     resolver: Resolver, netguard: NetGuard
 ) -> None:
@@ -675,7 +650,7 @@ def test_urllib3_resolution_error_never_shows_the_url_password(
 
 
 def test_zz_client_quirks_seen() -> None:
-    """Not a check: prints what the clients did by themselves, and the known bugs met, during
-    the HTTP fuzzing (``pytest -rP``)."""
-    for quirk, count in sorted((CLIENT_QUIRKS + KNOWN_BUGS).items()):
+    """Not a check: prints what the clients did by themselves during the HTTP fuzzing
+    (``pytest -rP``)."""
+    for quirk, count in sorted(CLIENT_QUIRKS.items()):
         print(f"{count:5d}  {quirk}")
