@@ -2,8 +2,17 @@
 
 One place, not three copies: requests/urllib3 and httpx call :func:`plan_route` (or
 :func:`aplan_route`) once per request and get an immutable :class:`Route`; nothing that varies
-per request is stored anywhere shared. A ``None`` route means "not an alias": the adapter then
-takes its base class's unchanged code path (invariant 3).
+per request is stored anywhere shared. A ``None`` route means "nothing kubealias looked up":
+the adapter then takes its base class's unchanged code path (invariant 3).
+
+A Service that the cluster DNS answered without a CNAME (ClusterIP, headless) gets a *pinned*
+route: its name stays exactly as given (SNI, certificate check, ``Host``: ``tls_name`` is the
+name and ``host_header`` is None), but the connection goes to the addresses of the answer
+kubealias just read, not to a second lookup by the client. Two lookups could disagree: right
+after a ClusterIP Service becomes an ExternalName, the client's own lookup already sees the
+CNAME while the cached answer still says "not an alias", and the client would reach the
+external server with the short name and fail verification (invariant 1: the addresses the
+cluster DNS gave for the name, from one answer).
 """
 
 from __future__ import annotations
@@ -60,14 +69,14 @@ def _route(
 def plan_route(
     resolver: Resolver | None, host: str, port: int | None, scheme: str, *, rewrite_host: bool
 ) -> Route | None:
-    """Resolve ``host`` and return its route, or None when it is not an alias.
+    """Resolve ``host`` and return its route, or None when kubealias passes it through.
 
     Raises:
         KubeAliasError: the name cannot be resolved safely (the adapter maps it to its
             client's connection error, with this error as the cause).
     """
     result = (resolver or get_default_resolver()).resolve(host)
-    if not result.is_alias:
+    if not result.addresses:  # passed through: nothing was looked up for this name
         return None
     return _cached_route(result, host, port, scheme, rewrite_host)
 
@@ -86,7 +95,10 @@ def _cached_route(
     hit = _ROUTES.get(key)
     if hit is not None and hit[0] is result:
         return hit[1]
-    route = _route(host, result.tls_name, result.addresses, port, scheme, rewrite)
+    if result.is_alias:
+        route = _route(host, result.tls_name, result.addresses, port, scheme, rewrite)
+    else:  # pinned: the name as given, the answer's addresses
+        route = Route(host, host, result.addresses, port or default_port(scheme), None)
     if len(_ROUTES) >= _ROUTES_MAX:
         _ROUTES.clear()  # rare (that many distinct hosts); dict operations are atomic
     _ROUTES[key] = (result, route)
@@ -98,7 +110,7 @@ async def aplan_route(
 ) -> Route | None:
     """:func:`plan_route` without blocking the event loop."""
     result = await (resolver or get_default_resolver()).aresolve(host)
-    if not result.is_alias:
+    if not result.addresses:
         return None
     return _cached_route(result, host, port, scheme, rewrite_host)
 

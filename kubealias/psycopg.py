@@ -8,7 +8,12 @@ For every host of the (comma-separated) host list that is an alias, ``host`` bec
 name (libpq sends it as SNI and verifies the certificate against it) and ``hostaddr`` the
 addresses the cluster DNS gave, one host/hostaddr/port entry per address so that libpq (and
 psycopg's own attempts) fail over across them. Hosts that are not aliases, Unix sockets, IP
-literals and hosts that already have a ``hostaddr`` are left exactly as given.
+literals and hosts that already have a ``hostaddr`` are left exactly as given by
+:func:`rewrite_conninfo` and :func:`rewrite_params`. When connecting (``connect``, the
+connection classes, SQLAlchemy, Django), a Service the cluster DNS answered without a CNAME
+(ClusterIP, headless) keeps its ``host`` and gets the answer's addresses as ``hostaddr``: libpq
+verifies the name as given but does not look it up a second time (a second lookup right after a
+ClusterIP -> ExternalName change could already reach the external server).
 
 Pools resolve again on every new or replacement connection through psycopg's documented hook,
 the classmethod ``_get_connection_params`` ("Manipulate connection parameters before
@@ -114,7 +119,17 @@ def _rewrite(
     params: dict[str, Any],
     resolve: Callable[[str], Resolution],
     environ: Mapping[str, str],
+    *,
+    pin: bool = False,
 ) -> dict[str, Any]:
+    """The parameters with each alias of the host list rewritten (see the module docstring).
+
+    With ``pin`` (the connection hooks), a Service answered without a CNAME (ClusterIP,
+    headless) keeps its ``host`` but gets the answer's addresses as ``hostaddr``: libpq then
+    connects where kubealias's answer says and verifies the name as given, instead of looking
+    the name up a second time, which right after a ClusterIP -> ExternalName change could
+    already see the CNAME and reach the external server with the short name.
+    """
     entries = _entries(params, environ)
     if entries is None:
         return params
@@ -125,14 +140,14 @@ def _rewrite(
     changed = False
     for host, addr, port in entries:
         result = resolve(host) if _needs_lookup(host, addr) else None
-        if result is None or not result.is_alias or not result.addresses:
+        if result is None or not result.addresses or not (result.is_alias or pin):
             new_hosts.append(host)
             new_addrs.append(addr)
             new_ports.append(port)
             continue
         changed = True
         for address in result.addresses:
-            new_hosts.append(result.tls_name)
+            new_hosts.append(result.tls_name)  # the name as given when not an alias
             new_addrs.append(address)
             new_ports.append(port)
     if not changed:
@@ -161,6 +176,17 @@ def rewrite_params(
     env = os.environ if environ is None else environ
     with _as_operational_error():
         return _rewrite(dict(params), resolve, env)
+
+
+def _connection_params(
+    params: Mapping[str, Any], resolver: Resolver | None, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """What the connection paths (Connection, SQLAlchemy, Django) give libpq: the rewrite,
+    with in-cluster Services that are not aliases pinned to their addresses (see _rewrite)."""
+    resolve = (resolver or get_default_resolver()).resolve
+    env = os.environ if environ is None else environ
+    with _as_operational_error():
+        return _rewrite(dict(params), resolve, env, pin=True)
 
 
 def rewrite_conninfo(conninfo: str = "", *, resolver: Resolver | None = None, **kwargs: Any) -> str:
@@ -270,7 +296,7 @@ class Connection(psycopg.Connection[Row]):
         except UnicodeDecodeError:
             error = _not_utf8()
         else:
-            return rewrite_params(params, resolver=cls.resolver)
+            return _connection_params(params, cls.resolver)
         raise error  # outside the except: libpq's own error (with the token) is not chained
 
 
@@ -304,7 +330,7 @@ class AsyncConnection(psycopg.AsyncConnection[Row]):
             for host, addr, _ in _entries(params, env) or ():
                 if _needs_lookup(host, addr) and host not in results:
                     results[host] = await resolver.aresolve(host)
-            return _rewrite(params, results.__getitem__, env)
+            return _rewrite(params, results.__getitem__, env, pin=True)
 
 
 def connect(

@@ -60,7 +60,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from ._resolver import Resolver
-from .psycopg import AsyncConnection, _redacted, rewrite_params
+from .psycopg import AsyncConnection, _connection_params, _redacted
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import Dialect
@@ -149,7 +149,7 @@ def _do_connect(
         failure = _redacted(exc)
     if failure is not None:
         raise failure  # outside the except: libpq's own error (with the token) is not chained
-    rewritten = rewrite_params(merged, resolver=binding.resolver)
+    rewritten = _connection_params(merged, binding.resolver)
     for key in _HOST_KEYS:
         if key in rewritten and rewritten[key] != merged.get(key):
             cparams[key] = rewritten[key]

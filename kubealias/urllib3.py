@@ -104,7 +104,9 @@ class _AliasConnectionMixin:
                 route.addresses,
                 self.port,
                 self.timeout,
-                name=f"{route.name} ({route.tls_name})",
+                name=route.name
+                if route.tls_name == route.name
+                else f"{route.name} ({route.tls_name})",
                 source_address=self.source_address,
                 socket_options=self.socket_options,
             )

@@ -17,7 +17,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("kubealias.django needs Django: pip install 'kubealias[django]'") from exc
 
 from .._resolver import Resolver
-from ..psycopg import Connection, rewrite_params
+from ..psycopg import Connection, _connection_params
 
 __all__ = ["DatabaseWrapper"]
 
@@ -87,4 +87,4 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):  # type: ignore[misc]  # Djan
             # The pool ignores conn_params and connects through its connection_class,
             # which resolves on each connect.
             return super().get_new_connection(conn_params)
-        return super().get_new_connection(rewrite_params(conn_params, resolver=self.resolver))
+        return super().get_new_connection(_connection_params(conn_params, self.resolver))

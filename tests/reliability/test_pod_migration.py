@@ -21,17 +21,13 @@ One run (the module fixture ``flips``), judged by two tests:
   most one TTL (plus scheduling slack) before it connected: for nginx from the access log (first
   request of each ``$pid``/``$connection``; every request of a connection has its SNI), for
   PostgreSQL from the server's ``backend_start`` of each connection.
-* ``test_new_connections_do_not_fail_after_clusterip_to_externalname`` (strict ``xfail``, a
-  known bug of the adapters): zero failures for every client. It fails today: for one TTL after
-  a ClusterIP -> ExternalName flip, kubealias's cached answer still says "not an alias", so the
-  adapters pass the request through untouched and the client resolves the name **itself**
-  (glibc / libpq), gets the new answer (the external address) and verifies the certificate
-  against the short name: ``Hostname mismatch, certificate is not valid for 'payment-api'`` /
-  ``server certificate for "mydb..." does not match host name "database"``. Fail closed, but a
-  failure: the decision (pass through) and the destination come from two different lookups,
-  against invariant 1. Keep-alive connections and pooled connections made before the flip are
-  not affected. The marker is strict: once the adapters connect pass-through cluster names to
-  the addresses kubealias looked up, this test passes and the marker must go.
+* ``test_new_connections_do_not_fail_after_clusterip_to_externalname``: zero failures for
+  every client, including right after a ClusterIP -> ExternalName flip, when kubealias's cached
+  answer still says "not an alias" while a second lookup would already see the CNAME. The
+  adapters connect such in-cluster names to the addresses of the answer kubealias read (the
+  name itself untouched), so the decision and the destination come from one lookup
+  (invariant 1); before that, the clients resolved the name themselves, reached the external
+  server and failed verification for the short name for up to one TTL after each flip.
 
 The services' TTL is lowered to 1 s so that each state lasts several TTLs.
 """
@@ -260,11 +256,6 @@ def test_flips_under_load_every_connection_verified_for_the_name_current_when_ma
         assert (served == CLUSTER_PG) in current, (r, timeline.spans)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: for one TTL after ClusterIP -> ExternalName, the adapters pass the name "
-    "through and the client's own lookup reaches the external server (module docstring)",
-)
 def test_new_connections_do_not_fail_after_clusterip_to_externalname(flips: Run) -> None:
     failed = failures(flips.records)
     assert failed == [], f"{len(failed)} failures: {by_kind(failed)}\n{brief(failed, 3)}"

@@ -511,9 +511,10 @@ async def test_async_connection_get_connection_params_uses_aresolve(
     params = await AsyncConnection.using(pg_resolver)._get_connection_params(
         "host=database,orders,/tmp,127.0.0.1 port=5432", dbname="app"
     )
+    # The ClusterIP keeps its name, pinned to the address of the answer (no second lookup).
     assert params == {
         "host": f"{RDS},orders,/tmp,127.0.0.1",
-        "hostaddr": "127.0.0.10,,,",
+        "hostaddr": "127.0.0.10,127.0.0.40,,",
         "port": "5432,5432,5432,5432",
         "dbname": "app",
     }
@@ -637,3 +638,15 @@ def test_drop_in_for_the_psycopg_module() -> None:
     assert pg.sql is psycopg.sql
     with pytest.raises(AttributeError):
         _ = pg.no_such_name
+
+
+def test_connection_hook_pins_a_cluster_ip_but_rewrite_conninfo_leaves_it(
+    pg_resolver: Resolver,
+) -> None:
+    # rewrite_conninfo/rewrite_params: a non-alias comes back byte for byte (invariant 3).
+    assert rewrite_conninfo("host=orders dbname=app", resolver=pg_resolver) == (
+        "host=orders dbname=app"
+    )
+    # The connection hook: the name as given (libpq verifies it), the answer's address.
+    params = Connection.using(pg_resolver)._get_connection_params("host=orders dbname=app")
+    assert (params["host"], params["hostaddr"]) == ("orders", "127.0.0.40")

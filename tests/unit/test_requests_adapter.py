@@ -259,14 +259,21 @@ def test_non_alias_takes_urllib3s_own_pool_without_a_dns_query(
     assert dns.queries == []
 
 
-def test_cluster_ip_service_takes_urllib3s_own_pool(session: Session, dns: ClusterDNS) -> None:
-    dns.cluster_ip("ledger", "production", "10.96.0.20")
+def test_cluster_ip_service_keeps_its_name_and_connects_to_the_answer(
+    session: Session, dns: ClusterDNS, server: TLSEchoServer, lookups: list[str]
+) -> None:
+    # Not an alias: the name as given for SNI, Host and the certificate check; the connection
+    # goes to the addresses kubealias read (one answer decides both), not to a second lookup.
+    dns.cluster_ip("ledger", "production", "127.0.0.1")
 
     pool = pool_for(session.get_adapter("https://ledger/"), "https://ledger/")
+    assert pool.host == "ledger"
+    assert pool.conn_kw["ka_route"].addresses == ("127.0.0.1",)
+    assert pool.conn_kw["server_hostname"] == "ledger"
 
-    assert type(pool) is HTTPSConnectionPool
-    assert pool.host == "ledger"  # urllib3 resolves it itself, as without kubealias
-    assert dns.query_count("ledger.production.svc.cluster.local") >= 1
+    with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+        session.get(url(server.port, "ledger"))  # verified as "ledger": the server has no such cert
+    assert lookups == []
 
 
 @pytest.mark.parametrize(("host", "sni"), [("localhost", "localhost"), ("127.0.0.1", None)])

@@ -165,13 +165,16 @@ def test_sync_engine_conninfo_in_cargs(pg_resolver: Resolver, sync_calls: list[A
     engine.dispose()
 
 
-def test_sync_engine_non_alias_untouched(pg_resolver: Resolver, sync_calls: list[Any]) -> None:
+def test_sync_engine_cluster_ip_keeps_its_name(
+    pg_resolver: Resolver, sync_calls: list[Any]
+) -> None:
+    # Not an alias: the host as given (verified as such), pinned to the answer's address.
     engine = install(create_engine(url(5432, host="orders")), resolver=pg_resolver)
     with pytest.raises(sqlalchemy.exc.OperationalError):
         engine.connect()
     ((_, kwargs),) = sync_calls
     assert kwargs["host"] == "orders"
-    assert "hostaddr" not in kwargs
+    assert kwargs["hostaddr"] == "127.0.0.40"
     engine.dispose()
 
 

@@ -323,14 +323,19 @@ def test_non_alias_takes_urllib3s_own_pool_without_a_dns_query(
     assert dns.queries == []
 
 
-def test_cluster_ip_service_takes_urllib3s_own_pool(http: PoolManager, dns: ClusterDNS) -> None:
-    dns.cluster_ip("ledger", "production", "10.96.0.20")
+def test_cluster_ip_service_keeps_its_name_and_connects_to_the_answer(
+    http: PoolManager, dns: ClusterDNS, server: TLSEchoServer, lookups: list[str]
+) -> None:
+    dns.cluster_ip("ledger", "production", "127.0.0.1")
 
     pool = http.connection_from_url("https://ledger/")
-
-    assert type(pool) is HTTPSConnectionPool
     assert pool.host == "ledger"
-    assert dns.query_count("ledger.production.svc.cluster.local") >= 1
+    route = pool.conn_kw["ka_route"]
+    assert (route.tls_name, route.addresses, route.host_header) == ("ledger", ("127.0.0.1",), None)
+
+    with pytest.raises(urllib3.exceptions.SSLError, match="not valid for 'ledger'"):
+        http.request("GET", url(server.port, "ledger"), retries=False)
+    assert lookups == []
 
 
 @pytest.mark.parametrize(("host", "sni"), [("localhost", "localhost"), ("127.0.0.1", None)])
