@@ -188,12 +188,16 @@ def _route_key(url: httpx.URL, route: Route) -> _RouteKey:
 
 
 def _check_origin(route: Route, host: str, port: int) -> None:
-    """Fail closed if the pool asks for another origin than the route it was built for."""
+    """Fail closed if the pool asks for another origin than the route it was built for, or
+    for a port no socket can use (httpx accepts any number in a URL; getaddrinfo would refuse
+    it, the socket layer would raise OverflowError, which is no httpx error)."""
     if host.lower().rstrip(".") != route.name.lower().rstrip(".") or port != route.port:
         raise httpcore.ConnectError(
             f"kubealias: the connection pool of {route.name}:{route.port} was asked for "
             f"{host}:{port}; refusing to connect"
         )
+    if not 0 < port < 65536:
+        raise httpcore.ConnectError(f"cannot connect to {route.name}: port {port} is out of range")
 
 
 def _endpoint(address: str, port: int) -> str:

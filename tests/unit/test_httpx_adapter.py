@@ -183,6 +183,25 @@ def test_pinned_backend_refuses_another_origin(host: str, port: int) -> None:
     assert fake.calls == []
 
 
+@pytest.mark.parametrize("port", [65536, 99999])
+async def test_a_port_out_of_range_is_a_connect_error_in_both_transports(
+    resolver: Resolver, trust: ssl.SSLContext, port: int
+) -> None:
+    # httpx accepts any port number in a URL; the socket layer would raise OverflowError (in
+    # an ExceptionGroup from anyio), which no httpx user catches.
+    target = f"https://payment-api:{port}/"
+    with (
+        httpx.Client(transport=HTTPTransport(verify=trust, resolver=resolver)) as c,
+        pytest.raises(httpx.ConnectError, match="out of range"),
+    ):
+        c.get(target)
+    async with httpx.AsyncClient(
+        transport=AsyncHTTPTransport(verify=trust, resolver=resolver)
+    ) as ac:
+        with pytest.raises(httpx.ConnectError, match="out of range"):
+            await ac.get(target)
+
+
 # --- sync: the alias path -------------------------------------------------------------------------
 
 
