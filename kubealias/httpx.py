@@ -89,6 +89,7 @@ lacks them fails loudly (``RuntimeError``) rather than connect by name.
 
 from __future__ import annotations
 
+import os
 import ssl
 import threading
 from collections import OrderedDict
@@ -205,11 +206,26 @@ def _endpoint(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
+def _why(exc: BaseException) -> str:
+    """The most specific reason behind a connect error: the first error of its cause chain
+    that carries an errno (anyio reports "All connection attempts failed" and chains the
+    ``[Errno 111] Connection refused`` behind it), else its own message."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # causes are short chains; never loop on a cycle
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno is not None:
+            # One wording for both transports (asyncio says "Connect call failed (...)").
+            return f"[Errno {seen.errno}] {os.strerror(seen.errno)}"
+        seen = seen.__cause__ or seen.__context__
+    return str(exc) or type(exc).__name__
+
+
 def _no_address_accepted(
     route: Route, failures: list[tuple[str, Exception]]
 ) -> httpcore.ConnectError | httpcore.ConnectTimeout:
     """One error naming every address tried and why it failed (as psycopg reports attempts)."""
-    detail = "; ".join(f"{_endpoint(a, route.port)} ({e or type(e).__name__})" for a, e in failures)
+    detail = "; ".join(f"{_endpoint(a, route.port)} ({_why(e)})" for a, e in failures)
     message = f"cannot connect to {route.tls_name}: {detail or 'no address'}"
     if failures and all(isinstance(e, httpcore.ConnectTimeout) for _, e in failures):
         return httpcore.ConnectTimeout(message)

@@ -413,6 +413,7 @@ def test_no_address_accepting_lists_every_address(
     assert f"cannot connect to {DEAD}" in message
     assert f"127.0.0.2:{server.port}" in message
     assert f"127.0.0.3:{server.port}" in message
+    assert "Connection refused" in message
 
 
 # --- sync: proxies --------------------------------------------------------------------------------
@@ -643,8 +644,10 @@ async def test_async_failures(
     assert isinstance(info.value.__cause__, KubeAliasError)
     assert str(info.value) == str(info.value.__cause__)
 
-    with pytest.raises(httpx.ConnectError, match=r"127\.0\.0\.2:.*127\.0\.0\.3:"):
+    with pytest.raises(httpx.ConnectError, match=r"127\.0\.0\.2:.*127\.0\.0\.3:") as dead:
         await aclient.get(url(server, "dead-api"))
+    # The errno behind anyio's "All connection attempts failed", as the sync transport says.
+    assert "Connection refused" in str(dead.value)
 
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         await aclient.get(url(server, "wrong-api"))
