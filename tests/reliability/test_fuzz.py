@@ -53,6 +53,7 @@ from kubealias.httpx import AsyncHTTPTransport, HTTPTransport
 from kubealias.requests import Session
 from kubealias.testing import ClusterDNS, Fault
 from kubealias.urllib3 import PoolManager
+from tests.reliability._exceptions import exception_chain
 from tests.reliability._netguard import NetGuard, install
 
 #: The aliases of the fuzzing server: one that resolves (to 127.0.0.2, a closed port), one whose
@@ -111,26 +112,11 @@ def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
-def chain_of(error: BaseException) -> list[BaseException]:
-    """``error`` and everything behind it: ``__cause__``, ``__context__``, urllib3's ``reason``."""
-    seen: list[BaseException] = []
-    todo = [error]
-    while todo:
-        current = todo.pop()
-        if any(current is other for other in seen):
-            continue
-        seen.append(current)
-        for linked in (current.__cause__, current.__context__, getattr(current, "reason", None)):
-            if isinstance(linked, BaseException):
-                todo.append(linked)
-    return seen
-
-
 def leaks(error: BaseException | None, secret: str) -> list[str]:
     """Every exception of the chain whose ``str`` or ``repr`` shows ``secret``."""
     if error is None:
         return []
-    return [repr(e)[:200] for e in chain_of(error) if secret in str(e) or secret in repr(e)]
+    return [repr(e)[:200] for e in exception_chain(error) if secret in str(e) or secret in repr(e)]
 
 
 def logged(caplog: pytest.LogCaptureFixture, secret: str) -> list[str]:
@@ -567,7 +553,7 @@ def _http_case(
     shown = leaks(error, core)
     loggers = _logged_by(caplog, core)
     # kubealias's own errors and records never show it, whatever the client does.
-    assert not any(isinstance(e, KubeAliasError) and core in str(e) for e in chain_of(error))
+    assert not any(isinstance(e, KubeAliasError) and core in str(e) for e in exception_chain(error))
     assert not any(name.startswith("kubealias") for name in loggers)
     if not (undocumented or shown or loggers):
         return

@@ -46,6 +46,7 @@ from kubealias.httpx import AsyncHTTPTransport, HTTPTransport
 from kubealias.requests import Session
 from kubealias.testing import ClusterDNS, Fault, raw_cname
 from kubealias.urllib3 import PoolManager
+from tests.reliability._exceptions import exception_chain
 from tests.reliability._netguard import Listener, NetGuard, install
 
 SERVICE = "hostile"
@@ -443,22 +444,6 @@ def check_error(error: BaseException, case: Case) -> None:
     assert error.chain == case.chain
     if case.chain:
         assert "chain: " + " -> ".join(case.chain) in text
-
-
-def exception_chain(error: BaseException) -> list[BaseException]:
-    """``error`` and everything reachable through ``__cause__``, ``__context__`` and urllib3's
-    ``reason``."""
-    seen: list[BaseException] = []
-    todo = [error]
-    while todo:
-        current = todo.pop()
-        if any(current is other for other in seen):
-            continue
-        seen.append(current)
-        for linked in (current.__cause__, current.__context__, getattr(current, "reason", None)):
-            if isinstance(linked, BaseException):
-                todo.append(linked)
-    return seen
 
 
 def kubealias_error(error: BaseException) -> KubeAliasError:
