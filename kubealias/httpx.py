@@ -89,10 +89,10 @@ lacks them fails loudly (``RuntimeError``) rather than connect by name.
 
 from __future__ import annotations
 
+import itertools
 import os
 import ssl
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeAlias, TypeVar
 
@@ -159,23 +159,52 @@ def _host_set_by_caller(request: httpx.Request, route: Route) -> bool:
     return value.lower() != netloc.lower()
 
 
+class _HeaderMemo:
+    """The rewritten headers of the last request of each route, reused while a request of that
+    route arrives with the very same header list (a client sends the same headers again and
+    again). Entries are immutable tuples, so threads share the dict without a lock; the
+    headers object handed out is only read (the inner transport reads ``headers.raw``)."""
+
+    __slots__ = ("_entries",)
+    _MAX = 256
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[Route, list[tuple[bytes, bytes]], httpx.Headers | None]] = {}
+
+    def headers(self, request: httpx.Request, route: Route) -> httpx.Headers:
+        """``request.headers``, or a copy with the route's Host (see :func:`_rewritten`)."""
+        if route.host_header is None:
+            return request.headers
+        raw = request.headers.raw
+        hit = self._entries.get(id(route))
+        if hit is not None and hit[0] is route and hit[1] == raw:
+            return request.headers if hit[2] is None else hit[2]
+        rewritten = None
+        if not _host_set_by_caller(request, route):
+            rewritten = request.headers.copy()
+            rewritten["Host"] = route.host_header
+        if len(self._entries) >= self._MAX:
+            self._entries.clear()  # rare (that many routes): start again
+        # The route is kept in the entry, so its id cannot be reused while the entry lives.
+        self._entries[id(route)] = (route, raw, rewritten)
+        return request.headers if rewritten is None else rewritten
+
+
 def _rewritten(
-    request: httpx.Request, route: Route, proxied: bool
+    request: httpx.Request, route: Route, proxied: bool, memo: _HeaderMemo
 ) -> tuple[httpx.Headers, httpx.URL, dict[str, Any]]:
     """The headers, URL and extensions the inner transport gets for ``route``.
 
     New objects (the caller's are never modified): the ``Host`` header becomes the route's
-    unless the caller set one. Without a proxy the URL is kept (parsing a new one costs more
+    unless the caller set one (the headers come from ``memo`` when they are the same as the
+    last request's of the route). Without a proxy the URL is kept (parsing a new one costs more
     than the rest of the request) and the TLS name goes in httpcore's ``sni_hostname``
     extension, which httpcore uses both as SNI and as the name the certificate is verified
     against; the pool it goes to serves this route only, so its origin (the application's
     host) is unambiguous. Through a proxy the URL host becomes the TLS name, so that the
     CONNECT goes to ``tls_name:port``.
     """
-    headers = request.headers
-    if route.host_header is not None and not _host_set_by_caller(request, route):
-        headers = headers.copy()
-        headers["Host"] = route.host_header
+    headers = memo.headers(request, route)
     if proxied:
         return headers, request.url.copy_with(host=route.tls_name), request.extensions
     return headers, request.url, {**request.extensions, "sni_hostname": route.tls_name}
@@ -347,34 +376,45 @@ def _apin(transport: httpx.AsyncHTTPTransport, route: Route) -> httpx.AsyncHTTPT
 
 
 class _Slot(Generic[_T]):
-    """One inner transport and how many requests are inside its ``handle_request``."""
+    """One inner transport, and one ``inside`` entry per request in its ``handle_request``.
 
-    __slots__ = ("active", "transport")
+    ``inside`` is a list because ``list.append`` and ``list.pop`` are atomic: requests enter
+    and leave without taking the cache's lock.
+    """
+
+    __slots__ = ("inside", "retired", "tick", "transport")
 
     def __init__(self, transport: _T) -> None:
         self.transport = transport
-        self.active = 0
+        self.inside: list[None] = []
+        self.retired = False  # out of the cache: closed once idle (set under the lock only)
+        self.tick = 0  # when last used, for the least-recently-used eviction
 
 
 class _RouteCache(Generic[_T]):
-    """A bounded LRU of inner transports by route; the lock is here and only here.
+    """A bounded cache of inner transports by route, least recently used out first.
 
-    A transport pushed out of the LRU is *retired*, not closed: closing an httpcore pool closes
-    its active connections too and would cut off responses still streaming from it. A retired
-    transport is handed back to be closed once no request is inside it and ``idle`` says every
+    A transport pushed out is *retired*, not closed: closing an httpcore pool closes its active
+    connections too and would cut off responses still streaming from it. A retired transport
+    is handed back to be closed once no request is inside it and ``idle`` says every
     connection of its pool is idle (a streaming response keeps its connection busy); the
     transports check :meth:`take_idle` on each request while some are retired, and
-    :meth:`drain` hands back all.
-    Nothing here performs I/O: the caller closes what it is handed, outside the lock (so the
-    async transport can await ``aclose``).
+    :meth:`drain` hands back all. Nothing here performs I/O: the caller closes what it is
+    handed, outside the lock (so the async transport can await ``aclose``).
+
+    A request for a cached route takes no lock (:meth:`enter`): it registers itself in the
+    slot, *then* checks that the slot is not retired, while :meth:`take_idle` looks for
+    requests inside only in slots already retired. So either the request is seen (the
+    transport stays open) or it sees the retirement and goes round again through the lock.
     """
 
     def __init__(self, size: int, idle: Callable[[_T], bool]) -> None:
         self._size = max(1, size)
         self._idle = idle
         self._lock = threading.Lock()
-        self._slots: OrderedDict[_RouteKey, _Slot[_T]] = OrderedDict()
+        self._slots: dict[_RouteKey, _Slot[_T]] = {}
         self._retired: list[_Slot[_T]] = []
+        self._ticks = itertools.count(1)  # next() is atomic
 
     def __len__(self) -> int:
         with self._lock:
@@ -385,25 +425,36 @@ class _RouteCache(Generic[_T]):
         """Whether some retired transports wait to be closed (read without the lock: a hint)."""
         return bool(self._retired)
 
-    def acquire(self, key: _RouteKey, factory: Callable[[Route], _T], route: Route) -> _Slot[_T]:
-        """The slot for ``key`` (made by ``factory(route)`` if absent), one more request inside."""
+    def enter(self, key: _RouteKey, factory: Callable[[Route], _T], route: Route) -> _Slot[_T]:
+        """The slot for ``key`` (made by ``factory(route)`` if absent), with this request
+        inside until :meth:`leave`."""
+        slot = self._slots.get(key)
+        if slot is not None:
+            slot.inside.append(None)
+            if not slot.retired:
+                slot.tick = next(self._ticks)
+                return slot
+            slot.inside.pop()  # retired meanwhile: a new slot, under the lock
         with self._lock:
             slot = self._slots.get(key)
             if slot is None:
                 # factory() builds a transport and a pool, without I/O (the SSL context is
                 # shared), so holding the lock here costs microseconds.
                 slot = self._slots[key] = _Slot(factory(route))
+                slot.tick = next(self._ticks)  # the newest: never the one evicted
                 while len(self._slots) > self._size:
-                    self._retired.append(self._slots.popitem(last=False)[1])
-            else:
-                self._slots.move_to_end(key)
-            slot.active += 1
+                    oldest = min(self._slots, key=lambda k: self._slots[k].tick)
+                    retired = self._slots.pop(oldest)
+                    retired.retired = True
+                    self._retired.append(retired)
+            slot.inside.append(None)
+            slot.tick = next(self._ticks)
             return slot
 
-    def release(self, slot: _Slot[_T]) -> None:
+    @staticmethod
+    def leave(slot: _Slot[_T]) -> None:
         """One request has left ``slot``'s ``handle_request``."""
-        with self._lock:
-            slot.active -= 1
+        slot.inside.pop()
 
     def take_idle(self) -> list[_T]:
         """The retired transports with no request inside and an idle pool, to be closed now."""
@@ -411,7 +462,7 @@ class _RouteCache(Generic[_T]):
             busy: list[_Slot[_T]] = []
             idle: list[_T] = []
             for slot in self._retired:
-                if slot.active == 0 and self._idle(slot.transport):
+                if not slot.inside and self._idle(slot.transport):
                     idle.append(slot.transport)
                 else:
                     busy.append(slot)
@@ -521,6 +572,7 @@ class HTTPTransport(httpx.BaseTransport):
         self._base = httpx.HTTPTransport(**self._options, proxy=proxy, uds=uds)
         self._routes: _RouteCache[httpx.HTTPTransport] = _RouteCache(_MAX_ROUTES, _pool_idle)
         self._new_inner = self._make_inner  # one bound method, not one per request
+        self._memo = _HeaderMemo()
 
     def _make_inner(self, route: Route) -> httpx.HTTPTransport:
         return _pin(httpx.HTTPTransport(**self._options), route)
@@ -549,18 +601,20 @@ class HTTPTransport(httpx.BaseTransport):
         # request, as the client keeps it (response.request, redirects, retries), stays the
         # application's. Cheaper than a second httpx.Request, on every request's path.
         saved = request.headers, request.url, request.extensions
-        request.headers, request.url, request.extensions = _rewritten(request, route, self._proxied)
+        request.headers, request.url, request.extensions = _rewritten(
+            request, route, self._proxied, self._memo
+        )
         try:
             if self._proxied:
                 return self._base.handle_request(request)
             if self._routes.retiring:
                 for transport in self._routes.take_idle():
                     transport.close()
-            slot = self._routes.acquire(_route_key(saved[1], route), self._new_inner, route)
+            slot = self._routes.enter(_route_key(saved[1], route), self._new_inner, route)
             try:
                 return slot.transport.handle_request(request)
             finally:
-                self._routes.release(slot)
+                self._routes.leave(slot)
         finally:
             request.headers, request.url, request.extensions = saved
 
@@ -627,6 +681,7 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
         self._base = httpx.AsyncHTTPTransport(**self._options, proxy=proxy, uds=uds)
         self._routes: _RouteCache[httpx.AsyncHTTPTransport] = _RouteCache(_MAX_ROUTES, _pool_idle)
         self._new_inner = self._make_inner  # one bound method, not one per request
+        self._memo = _HeaderMemo()
 
     def _make_inner(self, route: Route) -> httpx.AsyncHTTPTransport:
         return _apin(httpx.AsyncHTTPTransport(**self._options), route)
@@ -651,18 +706,20 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
         if route is None:
             return await self._base.handle_async_request(request)
         saved = request.headers, request.url, request.extensions  # as in HTTPTransport
-        request.headers, request.url, request.extensions = _rewritten(request, route, self._proxied)
+        request.headers, request.url, request.extensions = _rewritten(
+            request, route, self._proxied, self._memo
+        )
         try:
             if self._proxied:
                 return await self._base.handle_async_request(request)
             if self._routes.retiring:
                 for transport in self._routes.take_idle():
                     await transport.aclose()
-            slot = self._routes.acquire(_route_key(saved[1], route), self._new_inner, route)
+            slot = self._routes.enter(_route_key(saved[1], route), self._new_inner, route)
             try:
                 return await slot.transport.handle_async_request(request)
             finally:
-                self._routes.release(slot)
+                self._routes.leave(slot)
         finally:
             request.headers, request.url, request.extensions = saved
 

@@ -104,8 +104,9 @@ def test_forwarded_request(
     )
     before = (original.url, original.headers.multi_items())
 
-    headers, url_, extensions = kubealias.httpx._rewritten(original, route, proxied=False)
-    p_headers, p_url, p_extensions = kubealias.httpx._rewritten(original, route, proxied=True)
+    memo = kubealias.httpx._HeaderMemo()
+    headers, url_, extensions = kubealias.httpx._rewritten(original, route, False, memo)
+    p_headers, p_url, p_extensions = kubealias.httpx._rewritten(original, route, True, memo)
 
     # Direct: same URL, the TLS name as httpcore's sni_hostname (SNI and verification).
     assert url_ == original.url
@@ -134,6 +135,26 @@ class FakeBackend(httpcore.NetworkBackend):
 
 
 MULTI_ROUTE = Route("multi-api", MULTI, ("10.0.0.1", "10.0.0.2", "::1"), 443, MULTI)
+
+
+def test_header_memo_reuses_only_for_the_same_route_and_headers() -> None:
+    memo = kubealias.httpx._HeaderMemo()
+    one = httpx.Request("GET", "https://payment-api/", headers={"X-A": "1"})
+    same = httpx.Request("GET", "https://payment-api/", headers={"X-A": "1"})
+    other = httpx.Request("GET", "https://payment-api/", headers={"X-A": "2"})
+    theirs = httpx.Request("GET", "https://payment-api/", headers={"Host": "mine.example"})
+
+    first = memo.headers(one, ROUTE)
+    assert first["Host"] == PAYMENT and first is not one.headers
+    assert memo.headers(same, ROUTE) is first  # the same header list: the same answer
+    changed = memo.headers(other, ROUTE)
+    assert (changed["Host"], changed["X-A"]) == (PAYMENT, "2")
+    assert memo.headers(theirs, ROUTE) is theirs.headers  # the caller's Host: untouched
+    assert memo.headers(theirs, ROUTE) is theirs.headers  # also when remembered
+    # Another route object never gets the answer remembered for the first one.
+    twin = Route(ROUTE.name, "elsewhere.example", ROUTE.addresses, ROUTE.port, "elsewhere.example")
+    assert memo.headers(same, twin)["Host"] == "elsewhere.example"
+    assert (one.headers["Host"], same.headers["Host"]) == ("payment-api", "payment-api")
 
 
 def test_pinned_backend_tries_each_address_in_order_with_the_whole_timeout() -> None:
@@ -493,24 +514,71 @@ def test_route_cache_closes_retired_transports_once_idle() -> None:
     def factory(route: Route) -> str:
         return made[route.name]
 
-    def acquire(name: str) -> Any:
-        return cache.acquire(("https", name, 443, ()), factory, Route(name, name, (), 443, None))
+    def enter(name: str) -> Any:
+        return cache.enter(("https", name, 443, ()), factory, Route(name, name, (), 443, None))
 
-    a = acquire("a")
-    cache.release(a)  # the request left handle_request; A's response is still streaming
-    b = acquire("b")
+    a = enter("a")
+    cache.leave(a)  # the request left handle_request; A's response is still streaming
+    b = enter("b")
     assert cache.retiring
     assert cache.take_idle() == []  # A is retired but its pool is busy
     busy["A"] = False
-    c = acquire("c")
+    c = enter("c")
     # B is retired with a request still inside handle_request: kept; A is idle now: closed.
     assert cache.take_idle() == ["A"]
-    cache.release(b)
-    cache.release(c)
+    cache.leave(b)
+    cache.leave(c)
     assert cache.take_idle() == ["B"]
     assert not cache.retiring
     assert cache.drain() == ["C"]
     assert len(cache) == 0
+
+
+def test_route_cache_evicts_the_least_recently_used() -> None:
+    cache: kubealias.httpx._RouteCache[str] = kubealias.httpx._RouteCache(2, lambda t: True)
+
+    def use(name: str) -> None:
+        cache.leave(
+            cache.enter(
+                ("https", name, 443, ()), lambda r: r.name.upper(), Route(name, name, (), 443, None)
+            )
+        )
+
+    use("a")
+    use("b")
+    use("a")  # a hit (no lock): a is now the most recent
+    use("c")
+    assert cache.take_idle() == ["B"]
+    assert sorted(cache.drain()) == ["A", "C"]
+
+
+def test_route_cache_request_racing_an_eviction_goes_round_again() -> None:
+    cache: kubealias.httpx._RouteCache[str] = kubealias.httpx._RouteCache(1, lambda t: True)
+    key_a, key_b = ("https", "a", 443, ()), ("https", "b", 443, ())
+    route_a, route_b = Route("a", "a", (), 443, None), Route("b", "b", (), 443, None)
+    first = cache.enter(key_a, lambda r: "A1", route_a)
+    cache.leave(first)
+
+    class Racing(dict[Any, Any]):
+        """The lock-free lookup of a finds its slot, and b's request evicts it right then."""
+
+        fired = False
+
+        def get(self, key: Any, default: Any = None) -> Any:
+            slot = super().get(key, default)
+            if key == key_a and not self.fired:
+                self.fired = True
+                cache.leave(cache.enter(key_b, lambda r: "B", route_b))
+            return slot
+
+    cache._slots = Racing(cache._slots)
+    second = cache.enter(key_a, lambda r: "A2", route_a)
+
+    # The request saw the retirement after registering, left the retired slot and took a new
+    # one; the retired transport has nobody inside and is closed.
+    assert (first.retired, first.inside, second.transport) == (True, [], "A2")
+    assert sorted(cache.take_idle()) == ["A1", "B"]
+    cache.leave(second)
 
 
 def test_the_callers_request_is_restored(
