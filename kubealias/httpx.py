@@ -18,14 +18,12 @@ How a request travels
    transport uses :func:`~kubealias._http.aplan_route`, which awaits ``aresolve`` and never
    blocks the event loop). A host that is not an alias goes, as the very same request object, to
    a plain httpx transport built from the caller's arguments: the unchanged httpx code path.
-2. For an alias the inner transport gets the caller's request object carrying *new* headers and
-   extensions: httpcore's ``sni_hostname`` extension is set to the TLS name, which httpcore uses
-   as the SNI and as the name the certificate is verified against; verification stays exactly
-   as the caller configured it. (Through a proxy, the URL host itself becomes the TLS name
-   instead; see below.) The request's own headers, URL and extensions are put back before
-   ``handle_request`` returns or raises (the body has been sent by then), so what the client
-   keeps (``response.request``, redirects, retries) is what the application sent. Swapping
-   three attributes costs a fraction of building a second ``httpx.Request``.
+2. For an alias the request is sent as *new* objects (the caller's request is never touched):
+   its header list with the Host below, and its extensions plus httpcore's ``sni_hostname``
+   set to the TLS name, which httpcore uses as the SNI and as the name the certificate is
+   verified against; verification stays exactly as the caller configured it. (Through a proxy,
+   the URL host itself becomes the TLS name instead; see below.) The header list to send is
+   remembered per route and reused while the client sends the same headers again.
 3. The ``Host`` header becomes the TLS name (``name:port`` off the scheme's default port),
    because virtual-hosted services answer ``421``/``404`` to ``Host: payment-api``. A ``Host``
    set by the caller is kept: httpx always writes one from the URL, so a value equal to the
@@ -38,7 +36,10 @@ How a request travels
    looks up a name (invariant 1). One pool per route matters: httpcore keys connections by
    scheme, host and port only, so two aliases with the same address but different TLS names
    must not share a pool, or a connection verified for one name would serve the other; and a
-   new address set (the alias moved) gets new connections.
+   new address set (the alias moved) gets new connections. The request is handed to that pool
+   as httpx's transport would hand it (an ``httpcore.Request``, httpx's own exception mapping
+   and response stream), without building a second ``httpx.Request``; where httpx lacks those
+   helpers, a second ``httpx.Request`` goes through the inner transport instead.
 
 Inner transports live in a bounded LRU (32 routes), the only shared mutable state, and
 it holds nothing that varies per request. A transport evicted from it is retired, and closed
@@ -93,7 +94,7 @@ import itertools
 import os
 import ssl
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Any, Generic, TypeAlias, TypeVar
 
 try:
@@ -101,6 +102,15 @@ try:
     import httpx
 except ImportError as exc:  # tested by hiding httpx from sys.modules
     raise ImportError("kubealias.httpx needs httpx: pip install 'kubealias[httpx]'") from exc
+
+try:  # httpx's own glue between httpcore and httpx: its exception mapping and stream types
+    from httpx._transports.default import AsyncResponseStream as _AsyncResponseStream
+    from httpx._transports.default import ResponseStream as _ResponseStream
+    from httpx._transports.default import map_httpcore_exceptions as _map_exceptions
+
+    _DIRECT = True
+except ImportError:  # pragma: no cover - another httpx: the same requests, one object more
+    _DIRECT = False
 
 from ._errors import KubeAliasError
 from ._http import Route, aplan_route, plan_route
@@ -139,11 +149,6 @@ def _connect_error(request: httpx.Request, exc: KubeAliasError) -> httpx.Connect
 # --- the request for an alias ---------------------------------------------------------------
 
 
-def _eligible(request: httpx.Request, uds: bool) -> bool:
-    """Whether kubealias looks at the request at all (no lookups for a Unix socket)."""
-    return not uds and request.url.scheme in _SCHEMES
-
-
 def _host_set_by_caller(request: httpx.Request, route: Route) -> bool:
     """True when the Host header differs from the one httpx writes from the URL.
 
@@ -159,59 +164,75 @@ def _host_set_by_caller(request: httpx.Request, route: Route) -> bool:
     return value.lower() != netloc.lower()
 
 
+_RawHeaders: TypeAlias = list[tuple[bytes, bytes]]
+
+
 class _HeaderMemo:
-    """The rewritten headers of the last request of each route, reused while a request of that
-    route arrives with the very same header list (a client sends the same headers again and
-    again). Entries are immutable tuples, so threads share the dict without a lock; the
-    headers object handed out is only read (the inner transport reads ``headers.raw``)."""
+    """The header list to send for the last request of each route, reused while requests of
+    that route arrive with the very same header list (a client sends the same headers again
+    and again). Entries are immutable once stored, so threads share the dict without a lock.
+    """
 
     __slots__ = ("_entries",)
     _MAX = 256
 
     def __init__(self) -> None:
-        self._entries: dict[int, tuple[Route, list[tuple[bytes, bytes]], httpx.Headers | None]] = {}
+        self._entries: dict[int, tuple[Route, _RawHeaders, _RawHeaders]] = {}
 
-    def headers(self, request: httpx.Request, route: Route) -> httpx.Headers:
-        """``request.headers``, or a copy with the route's Host (see :func:`_rewritten`)."""
+    def raw(self, request: httpx.Request, route: Route) -> _RawHeaders:
+        """The request's header list, with the route's ``Host`` unless the caller set one."""
+        raw = request.headers.raw  # a new list: the caller's headers are never modified
         if route.host_header is None:
-            return request.headers
-        raw = request.headers.raw
+            return raw
         hit = self._entries.get(id(route))
         if hit is not None and hit[0] is route and hit[1] == raw:
-            return request.headers if hit[2] is None else hit[2]
-        rewritten = None
+            return hit[2]
+        out = raw
         if not _host_set_by_caller(request, route):
-            rewritten = request.headers.copy()
-            rewritten["Host"] = route.host_header
+            host = route.host_header.encode("ascii")  # an LDH name (and port)
+            out = [(k, host) if k.lower() == b"host" else (k, v) for k, v in raw]
         if len(self._entries) >= self._MAX:
             self._entries.clear()  # rare (that many routes): start again
         # The route is kept in the entry, so its id cannot be reused while the entry lives.
-        self._entries[id(route)] = (route, raw, rewritten)
-        return request.headers if rewritten is None else rewritten
+        self._entries[id(route)] = (route, raw, out)
+        return out
 
 
-def _rewritten(
-    request: httpx.Request, route: Route, proxied: bool, memo: _HeaderMemo
-) -> tuple[httpx.Headers, httpx.URL, dict[str, Any]]:
-    """The headers, URL and extensions the inner transport gets for ``route``.
+def _forward(
+    request: httpx.Request, route: Route, headers: _RawHeaders, *, proxied: bool
+) -> httpx.Request:
+    """A new request for ``route`` (through a proxy, or where httpx lacks what
+    :func:`_core_request` needs); the caller's request is never touched.
 
-    New objects (the caller's are never modified): the ``Host`` header becomes the route's
-    unless the caller set one (the headers come from ``memo`` when they are the same as the
-    last request's of the route). Without a proxy the URL is kept (parsing a new one costs more
-    than the rest of the request) and the TLS name goes in httpcore's ``sni_hostname``
+    Without a proxy the URL is kept and the TLS name goes in httpcore's ``sni_hostname``
     extension, which httpcore uses both as SNI and as the name the certificate is verified
     against; the pool it goes to serves this route only, so its origin (the application's
     host) is unambiguous. Through a proxy the URL host becomes the TLS name, so that the
     CONNECT goes to ``tls_name:port``.
     """
-    headers = memo.headers(request, route)
     if proxied:
-        return headers, request.url.copy_with(host=route.tls_name), request.extensions
-    return headers, request.url, {**request.extensions, "sni_hostname": route.tls_name}
+        url, extensions = request.url.copy_with(host=route.tls_name), request.extensions
+    else:
+        url, extensions = request.url, {**request.extensions, "sni_hostname": route.tls_name}
+    # stream= (not content=): the body is passed on as is and httpx adds no header of its own.
+    return httpx.Request(
+        request.method, url, headers=headers, stream=request.stream, extensions=extensions
+    )
 
 
-def _route_key(url: httpx.URL, route: Route) -> _RouteKey:
-    return (url.scheme, route.tls_name, route.port, route.addresses)
+def _core_request(request: httpx.Request, route: Route, headers: _RawHeaders) -> httpcore.Request:
+    """The httpcore request for a route's own pool: what httpx's transport would build from
+    :func:`_forward`'s request, built directly (one ``httpx.Request`` less per request)."""
+    url = request.url
+    return httpcore.Request(
+        method=request.method,
+        url=httpcore.URL(
+            scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
+        ),
+        headers=headers,
+        content=request.stream,
+        extensions={**request.extensions, "sni_hostname": route.tls_name},
+    )
 
 
 # --- network backends pinned to a route's addresses -----------------------------------------
@@ -585,38 +606,44 @@ class HTTPTransport(httpx.BaseTransport):
                 cause), or no address accepted the connection.
             httpx.HTTPError: Anything httpx's own transport raises.
         """
-        if not _eligible(request, self._uds):
-            return self._base.handle_request(request)
         url = request.url
+        scheme = url.scheme  # each URL property decodes again: read once
+        if self._uds or scheme not in _SCHEMES:  # a Unix socket, or not HTTP: nothing to resolve
+            return self._base.handle_request(request)
         try:
             route = plan_route(
-                self._resolver, url.host, url.port, url.scheme, rewrite_host=self._rewrite_host
+                self._resolver, url.host, url.port, scheme, rewrite_host=self._rewrite_host
             )
         except KubeAliasError as exc:
             raise _connect_error(request, exc) from exc
         if route is None:
             return self._base.handle_request(request)  # invariant 3: the request as given
-        # The inner transport gets the caller's request object with rewritten headers,
-        # URL and extensions, which are put back before the call returns or raises: the
-        # request, as the client keeps it (response.request, redirects, retries), stays the
-        # application's. Cheaper than a second httpx.Request, on every request's path.
-        saved = request.headers, request.url, request.extensions
-        request.headers, request.url, request.extensions = _rewritten(
-            request, route, self._proxied, self._memo
-        )
+        headers = self._memo.raw(request, route)
+        if self._proxied:
+            return self._base.handle_request(_forward(request, route, headers, proxied=True))
+        if self._routes._retired:  # rare: some evicted transports wait to be closed
+            for transport in self._routes.take_idle():
+                transport.close()
+        key = (scheme, route.tls_name, route.port, route.addresses)  # a _RouteKey
+        slot = self._routes.enter(key, self._new_inner, route)
         try:
-            if self._proxied:
-                return self._base.handle_request(request)
-            if self._routes.retiring:
-                for transport in self._routes.take_idle():
-                    transport.close()
-            slot = self._routes.enter(_route_key(saved[1], route), self._new_inner, route)
-            try:
-                return slot.transport.handle_request(request)
-            finally:
-                self._routes.leave(slot)
+            if not _DIRECT:
+                forwarded = _forward(request, route, headers, proxied=False)
+                return slot.transport.handle_request(forwarded)
+            # What httpx.HTTPTransport.handle_request does with a request, on the route's pool
+            # (checked by _pin), with httpx's own exception mapping and response stream.
+            assert isinstance(request.stream, httpx.SyncByteStream)
+            with _map_exceptions():
+                answer = slot.transport._pool.handle_request(_core_request(request, route, headers))
+            assert isinstance(answer.stream, Iterable)
+            return httpx.Response(
+                status_code=answer.status,
+                headers=answer.headers,
+                stream=_ResponseStream(answer.stream),
+                extensions=answer.extensions,
+            )
         finally:
-            request.headers, request.url, request.extensions = saved
+            self._routes.leave(slot)
 
     def close(self) -> None:
         """Close every inner transport and their connections."""
@@ -694,34 +721,45 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
                 cause), or no address accepted the connection.
             httpx.HTTPError: Anything httpx's own transport raises.
         """
-        if not _eligible(request, self._uds):
-            return await self._base.handle_async_request(request)
         url = request.url
+        scheme = url.scheme  # each URL property decodes again: read once
+        if self._uds or scheme not in _SCHEMES:  # a Unix socket, or not HTTP: nothing to resolve
+            return await self._base.handle_async_request(request)
         try:
             route = await aplan_route(
-                self._resolver, url.host, url.port, url.scheme, rewrite_host=self._rewrite_host
+                self._resolver, url.host, url.port, scheme, rewrite_host=self._rewrite_host
             )
         except KubeAliasError as exc:
             raise _connect_error(request, exc) from exc
         if route is None:
             return await self._base.handle_async_request(request)
-        saved = request.headers, request.url, request.extensions  # as in HTTPTransport
-        request.headers, request.url, request.extensions = _rewritten(
-            request, route, self._proxied, self._memo
-        )
+        headers = self._memo.raw(request, route)
+        if self._proxied:
+            forwarded = _forward(request, route, headers, proxied=True)
+            return await self._base.handle_async_request(forwarded)
+        if self._routes._retired:  # rare: some evicted transports wait to be closed
+            for transport in self._routes.take_idle():
+                await transport.aclose()
+        key = (scheme, route.tls_name, route.port, route.addresses)  # a _RouteKey
+        slot = self._routes.enter(key, self._new_inner, route)
         try:
-            if self._proxied:
-                return await self._base.handle_async_request(request)
-            if self._routes.retiring:
-                for transport in self._routes.take_idle():
-                    await transport.aclose()
-            slot = self._routes.enter(_route_key(saved[1], route), self._new_inner, route)
-            try:
-                return await slot.transport.handle_async_request(request)
-            finally:
-                self._routes.leave(slot)
+            if not _DIRECT:
+                forwarded = _forward(request, route, headers, proxied=False)
+                return await slot.transport.handle_async_request(forwarded)
+            assert isinstance(request.stream, httpx.AsyncByteStream)  # as in HTTPTransport
+            with _map_exceptions():
+                answer = await slot.transport._pool.handle_async_request(
+                    _core_request(request, route, headers)
+                )
+            assert isinstance(answer.stream, AsyncIterable)
+            return httpx.Response(
+                status_code=answer.status,
+                headers=answer.headers,
+                stream=_AsyncResponseStream(answer.stream),
+                extensions=answer.extensions,
+            )
         finally:
-            request.headers, request.url, request.extensions = saved
+            self._routes.leave(slot)
 
     async def aclose(self) -> None:
         """Close every inner transport and their connections."""

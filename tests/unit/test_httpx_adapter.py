@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import ssl
 import sys
 from collections.abc import Iterator
@@ -104,18 +105,25 @@ def test_forwarded_request(
     )
     before = (original.url, original.headers.multi_items())
 
-    memo = kubealias.httpx._HeaderMemo()
-    headers, url_, extensions = kubealias.httpx._rewritten(original, route, False, memo)
-    p_headers, p_url, p_extensions = kubealias.httpx._rewritten(original, route, True, memo)
+    raw = kubealias.httpx._HeaderMemo().raw(original, route)
+    forwarded = kubealias.httpx._forward(original, route, raw, proxied=False)
+    proxied = kubealias.httpx._forward(original, route, raw, proxied=True)
+    core = kubealias.httpx._core_request(original, route, raw)
 
     # Direct: same URL, the TLS name as httpcore's sni_hostname (SNI and verification).
-    assert url_ == original.url
-    assert extensions == {"k": "v", "sni_hostname": route.tls_name}
+    assert forwarded.url == original.url
+    assert forwarded.extensions == {"k": "v", "sni_hostname": route.tls_name}
+    assert core.extensions == forwarded.extensions
+    assert bytes(core.url) == str(original.url).encode() and core.method == b"POST"
+    assert core.headers == forwarded.headers.raw
     # Through a proxy: the URL host is the TLS name, so the CONNECT goes there.
-    assert str(p_url) == (want_url or str(original.url).replace("payment-api", PAYMENT))
-    assert p_extensions == {"k": "v"}
-    assert headers["Host"] == p_headers["Host"] == want_host
-    assert [k for k, _ in headers.multi_items()] == [k for k, _ in original.headers.multi_items()]
+    assert str(proxied.url) == (want_url or str(original.url).replace("payment-api", PAYMENT))
+    assert proxied.extensions == {"k": "v"}
+    assert forwarded.headers["Host"] == proxied.headers["Host"] == want_host
+    assert [k for k, _ in forwarded.headers.multi_items()] == [
+        k for k, _ in original.headers.multi_items()
+    ]
+    assert forwarded.stream is original.stream and forwarded.read() == b"body"
     assert (original.url, original.headers.multi_items()) == before  # never mutated
     assert original.extensions == {"k": "v"}
 
@@ -144,17 +152,42 @@ def test_header_memo_reuses_only_for_the_same_route_and_headers() -> None:
     other = httpx.Request("GET", "https://payment-api/", headers={"X-A": "2"})
     theirs = httpx.Request("GET", "https://payment-api/", headers={"Host": "mine.example"})
 
-    first = memo.headers(one, ROUTE)
-    assert first["Host"] == PAYMENT and first is not one.headers
-    assert memo.headers(same, ROUTE) is first  # the same header list: the same answer
-    changed = memo.headers(other, ROUTE)
-    assert (changed["Host"], changed["X-A"]) == (PAYMENT, "2")
-    assert memo.headers(theirs, ROUTE) is theirs.headers  # the caller's Host: untouched
-    assert memo.headers(theirs, ROUTE) is theirs.headers  # also when remembered
+    first = memo.raw(one, ROUTE)
+    assert dict(first)[b"Host"] == PAYMENT.encode()
+    assert memo.raw(same, ROUTE) is first  # the same header list: the same answer
+    assert dict(memo.raw(other, ROUTE))[b"X-A"] == b"2"
+    assert memo.raw(theirs, ROUTE) == theirs.headers.raw  # the caller's Host: untouched
+    assert memo.raw(theirs, ROUTE) == theirs.headers.raw  # also when remembered
     # Another route object never gets the answer remembered for the first one.
     twin = Route(ROUTE.name, "elsewhere.example", ROUTE.addresses, ROUTE.port, "elsewhere.example")
-    assert memo.headers(same, twin)["Host"] == "elsewhere.example"
+    assert dict(memo.raw(same, twin))[b"Host"] == b"elsewhere.example"
     assert (one.headers["Host"], same.headers["Host"]) == ("payment-api", "payment-api")
+
+
+@pytest.fixture(params=[True, False], ids=["direct", "through-inner-transport"])
+def either_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Both ways an alias request reaches its route's pool (see _DIRECT)."""
+    monkeypatch.setattr(kubealias.httpx, "_DIRECT", request.param)
+    return bool(request.param)
+
+
+async def test_both_paths_verify_send_the_body_and_stream(
+    either_path: bool, resolver: Resolver, trust: ssl.SSLContext, server: TLSEchoServer
+) -> None:
+    with httpx.Client(transport=HTTPTransport(verify=trust, resolver=resolver)) as c:
+        body = echo(c.post(url(server, "payment-api"), content=b"x" * 100))
+        assert (body["sni"], body["host"]) == (PAYMENT, f"{PAYMENT}:{server.port}")
+        with c.stream("GET", url(server, "second-api")) as streaming:
+            assert json.loads(b"".join(streaming.iter_bytes()))["sni"] == SECOND
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            c.get(url(server, "wrong-api"))
+    async with httpx.AsyncClient(
+        transport=AsyncHTTPTransport(verify=trust, resolver=resolver)
+    ) as ac:
+        body = echo(await ac.post(url(server, "payment-api"), content=b"x" * 100))
+        assert (body["sni"], body["host"]) == (PAYMENT, f"{PAYMENT}:{server.port}")
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await ac.get(url(server, "wrong-api"))
 
 
 def test_pinned_backend_tries_each_address_in_order_with_the_whole_timeout() -> None:
