@@ -19,8 +19,9 @@ Two modes: keep-alive (one connection per contender, reused) and a new connectio
 (``Connection: close``: TCP and TLS handshake every time, and for the plain clients a
 getaddrinfo through the pod's resolv.conf, ``ndots:5`` search list included).
 
-The contenders run interleaved, A B C D E A B C D E ..., in one process, so that machine noise
-falls on all of them alike; each round times a batch of requests per contender and the figure
+The contenders run interleaved, A B C D E, then E D C B A, ..., in one process, so that machine
+noise, and what one contender's batch leaves in the CPU caches for the next, falls on all of
+them alike; each round times a batch of requests per contender and the figure
 is the median of the per-round ratios.
 """
 
@@ -128,8 +129,12 @@ def client_main(config: dict[str, Any]) -> dict[str, Any]:
             for _ in range(3):
                 _check(name, fn(), config["external"])
         rates: dict[str, list[float]] = {name: [] for name in fns}
-        for _ in range(rounds):
-            for name, fn in fns.items():
+        order = list(fns.items())
+        for n in range(rounds):
+            # A B C D E, then E D C B A: each contender follows every other one as often as
+            # it precedes it, so what the previous batch left in the CPU caches (the code of
+            # another client library, its objects) falls on all of them alike.
+            for name, fn in order if n % 2 == 0 else reversed(order):
                 start = time.perf_counter()
                 for _ in range(batch):
                     response = fn()
