@@ -105,6 +105,88 @@ def _cached_route(
     return route
 
 
+class RoutePlanner:
+    """:func:`plan_route` for one adapter, remembering each route until its answer expires.
+
+    A hit costs one dict lookup and a clock read instead of the resolver's cache lookup and
+    the route cache: the hot path of every keep-alive request. An entry is used only while
+    the answer it came from is fresh on the resolver's clock, the resolver is the one in use
+    (the default resolver can be replaced) and the resolver was not flushed since; a stale
+    answer is never remembered, so serve-stale and its refresh stay the resolver's. Entries
+    are immutable tuples: threads share the dict without a lock.
+    """
+
+    __slots__ = ("_memo", "_resolver", "_rewrite_host")
+    _MAX = 1024
+
+    def __init__(self, resolver: Resolver | None, *, rewrite_host: bool) -> None:
+        self._resolver = resolver
+        self._rewrite_host = rewrite_host
+        self._memo: dict[
+            tuple[str, int | None, str], tuple[Resolver, int, Resolution, Route | None]
+        ] = {}
+
+    def _remember(
+        self,
+        key: tuple[str, int | None, str],
+        resolver: Resolver,
+        generation: int,
+        result: Resolution,
+        route: Route | None,
+    ) -> Route | None:
+        if not result.stale:
+            if len(self._memo) >= self._MAX:
+                self._memo.clear()  # rare (that many distinct hosts): start again
+            self._memo[key] = (resolver, generation, result, route)
+        return route
+
+    def _hit(
+        self, key: tuple[str, int | None, str], resolver: Resolver
+    ) -> tuple[Resolver, int, Resolution, Route | None] | None:
+        hit = self._memo.get(key)
+        if (
+            hit is not None
+            and hit[0] is resolver
+            and hit[1] == resolver.generation
+            and hit[2].expires > resolver._clock()
+        ):
+            return hit
+        return None
+
+    def plan(self, host: str, port: int | None, scheme: str) -> Route | None:
+        """As :func:`plan_route`."""
+        resolver = self._resolver or get_default_resolver()
+        key = (host, port, scheme)
+        hit = self._hit(key, resolver)
+        if hit is not None:
+            return hit[3]
+        generation = resolver.generation  # before resolving: a flush meanwhile wins
+        result = resolver.resolve(host)
+        return self._remember(
+            key, resolver, generation, result, _route_for(result, key, self._rewrite_host)
+        )
+
+    async def aplan(self, host: str, port: int | None, scheme: str) -> Route | None:
+        """As :func:`aplan_route`."""
+        resolver = self._resolver or get_default_resolver()
+        key = (host, port, scheme)
+        hit = self._hit(key, resolver)
+        if hit is not None:
+            return hit[3]
+        generation = resolver.generation
+        result = await resolver.aresolve(host)
+        return self._remember(
+            key, resolver, generation, result, _route_for(result, key, self._rewrite_host)
+        )
+
+
+def _route_for(result: Resolution, key: tuple[str, int | None, str], rewrite: bool) -> Route | None:
+    if not result.addresses:
+        return None
+    host, port, scheme = key
+    return _cached_route(result, host, port, scheme, rewrite)
+
+
 async def aplan_route(
     resolver: Resolver | None, host: str, port: int | None, scheme: str, *, rewrite_host: bool
 ) -> Route | None:

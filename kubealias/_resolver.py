@@ -149,6 +149,9 @@ class Resolver:
         self._hosts = _read_hosts(hosts_file)
         self._lock = threading.Lock()
         self._flights: dict[str, _Flight] = {}
+        #: Incremented by :meth:`flush`: adapters that remember routes built from this
+        #: resolver's answers (kubealias._http.RoutePlanner) drop them when it changes.
+        self.generation = 0
 
     def __repr__(self) -> str:
         servers = ",".join(f"{h}:{p}" for h, p in self.config.nameservers)
@@ -192,6 +195,7 @@ class Resolver:
 
     def flush(self, host: str | None = None) -> None:
         """Forget the cached answer for ``host``, or every answer."""
+        self.generation += 1  # what adapters remember from this resolver is forgotten too
         if host is None:
             self._cache.flush()
         else:

@@ -14,10 +14,11 @@ Both take every argument of httpx's own transports (``verify``, ``cert``, ``http
 
 How a request travels
 ---------------------
-1. The host of the request URL is planned with :func:`kubealias._http.plan_route` (the async
-   transport uses :func:`~kubealias._http.aplan_route`, which awaits ``aresolve`` and never
-   blocks the event loop). A host that is not an alias goes, as the very same request object, to
-   a plain httpx transport built from the caller's arguments: the unchanged httpx code path.
+1. The host of the request URL is planned with :class:`kubealias._http.RoutePlanner` (the
+   resolver's answer made a route, remembered by the transport until that answer expires or
+   the resolver is flushed; the async transport awaits ``aresolve`` and never blocks the event
+   loop). A host kubealias passes through goes, as the very same request object, to a plain
+   httpx transport built from the caller's arguments: the unchanged httpx code path.
 2. For an alias the request is sent as *new* objects (the caller's request is never touched):
    its header list with the Host below, and its extensions plus httpcore's ``sni_hostname``
    set to the TLS name, which httpcore uses as the SNI and as the name the certificate is
@@ -113,7 +114,7 @@ except ImportError:  # pragma: no cover - another httpx: the same requests, one 
     _DIRECT = False
 
 from ._errors import KubeAliasError
-from ._http import Route, aplan_route, plan_route
+from ._http import Route, RoutePlanner
 from ._resolver import Resolver
 
 __all__ = ["AsyncHTTPTransport", "HTTPTransport"]
@@ -593,6 +594,7 @@ class HTTPTransport(httpx.BaseTransport):
         self._base = httpx.HTTPTransport(**self._options, proxy=proxy, uds=uds)
         self._routes: _RouteCache[httpx.HTTPTransport] = _RouteCache(_MAX_ROUTES, _pool_idle)
         self._new_inner = self._make_inner  # one bound method, not one per request
+        self._planner = RoutePlanner(resolver, rewrite_host=rewrite_host)
         self._memo = _HeaderMemo()
 
     def _make_inner(self, route: Route) -> httpx.HTTPTransport:
@@ -611,9 +613,7 @@ class HTTPTransport(httpx.BaseTransport):
         if self._uds or scheme not in _SCHEMES:  # a Unix socket, or not HTTP: nothing to resolve
             return self._base.handle_request(request)
         try:
-            route = plan_route(
-                self._resolver, url.host, url.port, scheme, rewrite_host=self._rewrite_host
-            )
+            route = self._planner.plan(url.host, url.port, scheme)
         except KubeAliasError as exc:
             raise _connect_error(request, exc) from exc
         if route is None:
@@ -708,6 +708,7 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
         self._base = httpx.AsyncHTTPTransport(**self._options, proxy=proxy, uds=uds)
         self._routes: _RouteCache[httpx.AsyncHTTPTransport] = _RouteCache(_MAX_ROUTES, _pool_idle)
         self._new_inner = self._make_inner  # one bound method, not one per request
+        self._planner = RoutePlanner(resolver, rewrite_host=rewrite_host)
         self._memo = _HeaderMemo()
 
     def _make_inner(self, route: Route) -> httpx.AsyncHTTPTransport:
@@ -726,9 +727,7 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
         if self._uds or scheme not in _SCHEMES:  # a Unix socket, or not HTTP: nothing to resolve
             return await self._base.handle_async_request(request)
         try:
-            route = await aplan_route(
-                self._resolver, url.host, url.port, scheme, rewrite_host=self._rewrite_host
-            )
+            route = await self._planner.aplan(url.host, url.port, scheme)
         except KubeAliasError as exc:
             raise _connect_error(request, exc) from exc
         if route is None:

@@ -19,7 +19,7 @@ still matches the name the application used (requests evaluates it on the unchan
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 try:
     import requests
@@ -30,7 +30,6 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from ._errors import KubeAliasError
-from ._http import plan_route
 from ._resolver import Resolver
 from .urllib3 import PoolManager, ProxyManager
 
@@ -104,13 +103,10 @@ class KubeAliasAdapter(HTTPAdapter):
         )
         scheme, host = host_params["scheme"], host_params["host"]
         try:
-            route = plan_route(
-                self._ka_resolver,
-                host,
-                host_params.get("port"),
-                scheme,
-                rewrite_host=self._ka_rewrite_host,
-            )
+            # The pool manager's planner: same resolver and rewrite_host as this adapter, and
+            # rebuilt with the manager when requests unpickles an adapter.
+            manager = cast(PoolManager, self.poolmanager)
+            route = manager._ka_planner.plan(host, host_params.get("port"), scheme)
         except KubeAliasError as exc:
             # The one place resolution errors become requests' connection error. (Raised here,
             # not as a ValueError, which requests would turn into InvalidURL.)

@@ -40,7 +40,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("kubealias.urllib3 needs urllib3: pip install 'kubealias[requests]'") from exc
 
 from ._errors import KubeAliasError
-from ._http import Route, default_port, plan_route
+from ._http import Route, RoutePlanner, default_port
 from ._resolver import Resolver
 
 __all__ = ["PoolManager", "ProxyManager"]
@@ -172,6 +172,7 @@ class _AliasPools:
 
     resolver: Resolver | None
     rewrite_host: bool
+    _ka_planner: RoutePlanner
     key_fn_by_scheme: dict[str, Any]
     pool_classes_by_scheme: dict[str, Any]
 
@@ -179,6 +180,7 @@ class _AliasPools:
         self.resolver = resolver
         self.rewrite_host = rewrite_host
         self.key_fn_by_scheme = {"http": _pool_key, "https": _pool_key}
+        self._ka_planner = RoutePlanner(resolver, rewrite_host=rewrite_host)
 
     def _ka_route(
         self, host: str, port: int | None, scheme: str, pool_kwargs: dict[str, Any] | None
@@ -188,7 +190,7 @@ class _AliasPools:
         if "ka_route" in kwargs:  # already decided by the caller (the requests adapter)
             return kwargs
         try:
-            route = plan_route(self.resolver, host, port, scheme, rewrite_host=self.rewrite_host)
+            route = self._ka_planner.plan(host, port, scheme)
         except KubeAliasError as exc:
             raise _unresolved(host, port, scheme, exc) from exc
         kwargs["ka_route"] = route
