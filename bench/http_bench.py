@@ -176,7 +176,7 @@ def measure(*, quick: bool = False) -> dict[str, Any]:
         "modes": {KEEP_ALIVE: 300, NEW_CONNECTION: 60}
         if quick
         else {KEEP_ALIVE: 2_000, NEW_CONNECTION: 500},
-        "rounds": 10 if quick else 20,
+        "rounds": 10 if quick else 40,
     }
     with pod_lab.PodLab() as pod, HttpsLab(pod) as https:
         config.update(port=https.port, cafile=https.cafile)
