@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ._models import Resolution
 from ._resolver import Resolver, get_default_resolver
@@ -37,6 +37,9 @@ class Route:
         addresses: where the cluster DNS says the name is, in answer order.
         port: the port of the request.
         host_header: the ``Host`` value to send when the caller set none, or None to leave it.
+        alias: False for a *pinned* route (a Service that is not an alias): only the addresses
+            are kubealias's; SNI, verification and ``Host`` stay exactly the client's own (a
+            ``server_hostname`` or ``sni_hostname`` the caller set is kept).
     """
 
     name: str
@@ -44,6 +47,26 @@ class Route:
     addresses: tuple[str, ...]
     port: int
     host_header: str | None
+    alias: bool = True
+
+    pool_key: tuple[str, str, tuple[str, ...], int, str | None, bool] = field(
+        init=False, repr=False, compare=False
+    )
+    """What makes two routes share connections: everything but the order of the addresses
+    (cluster DNS may shuffle them in every answer, e.g. CoreDNS's ``loadbalance``: a new order
+    must not mean new connections). Connections go to the addresses in the order of the route
+    that made the pool."""
+
+    def __post_init__(self) -> None:
+        key = (
+            self.name,
+            self.tls_name,
+            tuple(sorted(self.addresses)),
+            self.port,
+            self.host_header,
+            self.alias,
+        )
+        object.__setattr__(self, "pool_key", key)  # frozen: set once, here
 
 
 def default_port(scheme: str) -> int:
@@ -98,7 +121,7 @@ def _cached_route(
     if result.is_alias:
         route = _route(host, result.tls_name, result.addresses, port, scheme, rewrite)
     else:  # pinned: the name as given, the answer's addresses
-        route = Route(host, host, result.addresses, port or default_port(scheme), None)
+        route = Route(host, host, result.addresses, port or default_port(scheme), None, alias=False)
     if len(_ROUTES) >= _ROUTES_MAX:
         _ROUTES.clear()  # rare (that many distinct hosts); dict operations are atomic
     _ROUTES[key] = (result, route)

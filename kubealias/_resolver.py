@@ -195,11 +195,14 @@ class Resolver:
 
     def flush(self, host: str | None = None) -> None:
         """Forget the cached answer for ``host``, or every answer."""
-        self.generation += 1  # what adapters remember from this resolver is forgotten too
         if host is None:
             self._cache.flush()
         else:
             self._cache.discard(host)
+        # After the cache: an adapter that reads the new generation can only have resolved
+        # against the flushed cache (kubealias._http.RoutePlanner).
+        with self._lock:
+            self.generation += 1
 
     def cache_stats(self) -> CacheStats:
         """Hits, misses, size and evictions of this resolver's cache."""

@@ -127,7 +127,8 @@ _CertTypes: TypeAlias = str | tuple[str, str] | tuple[str, str, str]
 _ProxyTypes: TypeAlias = httpx.URL | str | httpx.Proxy
 """What httpx accepts as ``proxy=``."""
 
-_RouteKey: TypeAlias = tuple[str, str, int, tuple[str, ...]]
+_RouteKey: TypeAlias = tuple[str, tuple[str, str, tuple[str, ...], int, str | None, bool]]
+"""(scheme, Route.pool_key): one inner transport per key."""
 _T = TypeVar("_T")
 _SCHEMES = frozenset({"http", "https"})
 _UNSUPPORTED = (
@@ -214,11 +215,19 @@ def _forward(
     if proxied:
         url, extensions = request.url.copy_with(host=route.tls_name), request.extensions
     else:
-        url, extensions = request.url, {**request.extensions, "sni_hostname": route.tls_name}
+        url, extensions = request.url, _extensions(request, route)
     # stream= (not content=): the body is passed on as is and httpx adds no header of its own.
     return httpx.Request(
         request.method, url, headers=headers, stream=request.stream, extensions=extensions
     )
+
+
+def _extensions(request: httpx.Request, route: Route) -> dict[str, Any]:
+    """The request's extensions, with the TLS name as httpcore's ``sni_hostname`` for an alias
+    (for a pinned route the caller's own SNI setting, if any, is kept)."""
+    if not route.alias:
+        return request.extensions
+    return {**request.extensions, "sni_hostname": route.tls_name}
 
 
 def _core_request(request: httpx.Request, route: Route, headers: _RawHeaders) -> httpcore.Request:
@@ -232,7 +241,7 @@ def _core_request(request: httpx.Request, route: Route, headers: _RawHeaders) ->
         ),
         headers=headers,
         content=request.stream,
-        extensions={**request.extensions, "sni_hostname": route.tls_name},
+        extensions=_extensions(request, route),
     )
 
 
@@ -616,15 +625,17 @@ class HTTPTransport(httpx.BaseTransport):
             route = self._planner.plan(url.host, url.port, scheme)
         except KubeAliasError as exc:
             raise _connect_error(request, exc) from exc
-        if route is None:
-            return self._base.handle_request(request)  # invariant 3: the request as given
+        if route is None or (self._proxied and not route.alias):
+            # Invariant 3: the request as given (through a proxy, which resolves the name
+            # itself, pinning a non-alias Service's addresses is not possible anyway).
+            return self._base.handle_request(request)
         headers = self._memo.raw(request, route)
         if self._proxied:
             return self._base.handle_request(_forward(request, route, headers, proxied=True))
         if self._routes._retired:  # rare: some evicted transports wait to be closed
             for transport in self._routes.take_idle():
                 transport.close()
-        key = (scheme, route.tls_name, route.port, route.addresses)  # a _RouteKey
+        key = (scheme, route.pool_key)
         slot = self._routes.enter(key, self._new_inner, route)
         try:
             if not _DIRECT:
@@ -730,7 +741,7 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
             route = await self._planner.aplan(url.host, url.port, scheme)
         except KubeAliasError as exc:
             raise _connect_error(request, exc) from exc
-        if route is None:
+        if route is None or (self._proxied and not route.alias):  # as in HTTPTransport
             return await self._base.handle_async_request(request)
         headers = self._memo.raw(request, route)
         if self._proxied:
@@ -739,7 +750,7 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
         if self._routes._retired:  # rare: some evicted transports wait to be closed
             for transport in self._routes.take_idle():
                 await transport.aclose()
-        key = (scheme, route.tls_name, route.port, route.addresses)  # a _RouteKey
+        key = (scheme, route.pool_key)
         slot = self._routes.enter(key, self._new_inner, route)
         try:
             if not _DIRECT:

@@ -112,8 +112,8 @@ class KubeAliasAdapter(HTTPAdapter):
             # not as a ValueError, which requests would turn into InvalidURL.)
             raise requests.ConnectionError(str(exc), request=request) from exc
         pool_kwargs["ka_route"] = route
-        if route is not None and scheme == "https":
-            pool_kwargs["server_hostname"] = route.tls_name
+        if route is not None and route.alias and scheme == "https":
+            pool_kwargs["server_hostname"] = route.tls_name  # a pinned route keeps the caller's
         return host_params, pool_kwargs
 
 

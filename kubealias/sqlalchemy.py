@@ -60,7 +60,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from ._resolver import Resolver
-from .psycopg import AsyncConnection, _connection_params, _redacted
+from .psycopg import AsyncConnection, _connection_params, _not_utf8, _redacted
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import Dialect
@@ -147,6 +147,8 @@ def _do_connect(
         merged = conninfo_to_dict(conninfo, **cparams) if conninfo else dict(cparams)
     except psycopg.ProgrammingError as exc:
         failure = _redacted(exc)
+    except UnicodeDecodeError:  # its repr would show the bytes, password included
+        failure = _not_utf8()
     if failure is not None:
         raise failure  # outside the except: libpq's own error (with the token) is not chained
     rewritten = _connection_params(merged, binding.resolver)

@@ -68,6 +68,8 @@ def _pool_key(context: dict[str, Any]) -> Any:
                 value = frozenset(value.items())
             elif key == "socket_options":
                 value = tuple(value)
+            elif key == "ka_route":
+                value = value.pool_key  # the address order does not make another pool
         fields["key_" + key] = value
     fields["key_scheme"] = fields["key_scheme"].lower()
     fields["key_host"] = fields["key_host"].lower()
@@ -194,8 +196,8 @@ class _AliasPools:
         except KubeAliasError as exc:
             raise _unresolved(host, port, scheme, exc) from exc
         kwargs["ka_route"] = route
-        if route is not None and scheme == "https":
-            kwargs["server_hostname"] = route.tls_name
+        if route is not None and route.alias and scheme == "https":
+            kwargs["server_hostname"] = route.tls_name  # a pinned route keeps the caller's
         return kwargs
 
     # Installed as ``urlopen`` by both managers (same signature as urllib3.PoolManager.urlopen,
@@ -322,7 +324,11 @@ class ProxyManager(_AliasPools, urllib3.ProxyManager):
             return super().connection_from_host(host, port, scheme, kwargs)
         kwargs = self._ka_route(host, port, scheme, pool_kwargs)
         route: Route | None = kwargs.get("ka_route")
-        if route is not None:
+        if route is not None and not route.alias:
+            # A Service that is not an alias: the proxy resolves the name itself, as without
+            # kubealias (pinning its addresses is not possible through a proxy).
+            kwargs["ka_route"] = None
+        elif route is not None:
             # The tunnel goes to the TLS name; Host is the TLS name unless rewrite_host=False.
             header = route.host_header or (
                 host if route.port == default_port(scheme) else f"{host}:{route.port}"

@@ -786,3 +786,44 @@ async def test_async_streaming_and_aclose(
     assert httpx.Response(200, content=body).json()["sni"] == PAYMENT
     assert len(kt._routes) == 0
     assert inner and not any(t._pool.connections for t in inner)
+
+
+# --- pinned routes (Services that are not aliases) and pool keys ---------------------------------
+
+
+def test_a_cluster_ip_keeps_the_callers_own_sni(
+    resolver: Resolver,
+    trust: ssl.SSLContext,
+    server: TLSEchoServer,
+    dns: ClusterDNS,
+    lookups: list[str],
+) -> None:
+    dns.cluster_ip("ledger", "production", "127.0.0.1")
+    # Not an alias: kubealias only pins the address; the caller's own SNI setting stays.
+    with httpx.Client(transport=HTTPTransport(verify=trust, resolver=resolver)) as c:
+        response = c.get(url(server, "ledger"), extensions={"sni_hostname": PAYMENT})
+        assert echo(response)["sni"] == PAYMENT
+    # Without it, the name as given is what is verified (a new client: httpcore would reuse
+    # the connection above, whatever the SNI asked, as it does without kubealias).
+    with (
+        httpx.Client(transport=HTTPTransport(verify=trust, resolver=resolver)) as c,
+        pytest.raises(httpx.ConnectError, match="not valid for 'ledger'"),
+    ):
+        c.get(url(server, "ledger"))
+    assert lookups == []
+
+
+def test_two_names_of_one_alias_each_get_their_pool(
+    client: httpx.Client, transport: HTTPTransport, server: TLSEchoServer
+) -> None:
+    for name in ("payment-api", "payment-api.production", "payment-api"):
+        assert echo(client.get(url(server, name)))["sni"] == PAYMENT
+    assert len(transport._routes) == 2
+
+
+def test_a_new_address_order_keeps_the_pool() -> None:
+    a = Route("multi-api", MULTI, ("10.0.0.1", "10.0.0.2"), 443, MULTI)
+    b = Route("multi-api", MULTI, ("10.0.0.2", "10.0.0.1"), 443, MULTI)
+    c = Route("multi-api", MULTI, ("10.0.0.2", "10.0.0.3"), 443, MULTI)
+    assert a.pool_key == b.pool_key != c.pool_key
+    assert a != b  # the route itself keeps the answer order, for connecting

@@ -165,6 +165,28 @@ def test_sync_engine_conninfo_in_cargs(pg_resolver: Resolver, sync_calls: list[A
     engine.dispose()
 
 
+def test_sync_engine_conninfo_not_utf8_never_shows_the_password(
+    pg_resolver: Resolver, sync_calls: list[Any]
+) -> None:
+    engine = create_engine("postgresql+psycopg://")
+
+    @event.listens_for(engine, "do_connect")
+    def put_conninfo(dialect: Any, conn_rec: Any, cargs: list[Any], cparams: Any) -> None:
+        cargs[:] = [f"postgresql://app:%80{PASSWORD}@database/app"]  # %80: not UTF-8
+
+    install(engine, resolver=pg_resolver)
+    with pytest.raises(sqlalchemy.exc.SQLAlchemyError) as info:
+        engine.connect()
+    seen, errors = [info.value], []
+    while seen:
+        error = seen.pop()
+        errors.append(error)
+        seen += [e for e in (error.__cause__, error.__context__) if e is not None]
+    assert not any(PASSWORD in str(e) or PASSWORD in repr(e) for e in errors)
+    assert sync_calls == []  # nothing was attempted
+    engine.dispose()
+
+
 def test_sync_engine_cluster_ip_keeps_its_name(
     pg_resolver: Resolver, sync_calls: list[Any]
 ) -> None:

@@ -674,3 +674,23 @@ def test_plain_http_alias_connects_to_the_addresses(
     assert type(pool) is ALIAS_HTTP
     assert "server_hostname" not in pool.conn_kw
     assert lookups == []
+
+
+def test_a_cluster_ip_keeps_the_callers_server_hostname(
+    resolver: Resolver, cafile: str, server: TLSEchoServer, dns: ClusterDNS, lookups: list[str]
+) -> None:
+    dns.cluster_ip("ledger", "production", "127.0.0.1")
+    with PoolManager(ca_certs=cafile, resolver=resolver, server_hostname=PAYMENT) as manager:
+        body = echo(manager.request("GET", url(server.port, "ledger")))
+    assert body["sni"] == PAYMENT  # kubealias pinned the address, the SNI is the caller's
+    assert lookups == []
+
+
+def test_a_new_address_order_reuses_the_pool(http: PoolManager) -> None:
+    first = Route("multi-api", "multi.example.test", ("10.0.0.1", "10.0.0.2"), 443, None)
+    again = Route("multi-api", "multi.example.test", ("10.0.0.2", "10.0.0.1"), 443, None)
+    pools = [
+        http.connection_from_host("multi-api", 443, "https", {"ka_route": r})
+        for r in (first, again)
+    ]
+    assert pools[0] is pools[1]
