@@ -86,7 +86,11 @@ Extension points: httpcore documents its network backends as public API
 its transports (https://github.com/encode/httpx/discussions/3180, PR #3749 open). So the backend
 is installed on the pool that httpx built, through ``HTTPTransport._pool`` and
 ``ConnectionPool._network_backend``; both are checked before use and an httpx or httpcore that
-lacks them fails loudly (``RuntimeError``) rather than connect by name.
+lacks them fails loudly (``RuntimeError``) rather than connect by name. Alias requests reach that
+pool through httpx's own glue, ``map_httpcore_exceptions`` and ``ResponseStream``/
+``AsyncResponseStream`` from ``httpx._transports.default`` (the same mapping and streams as a plain
+httpx transport); an httpx without them gets a second ``httpx.Request`` through the inner
+transport instead (``_DIRECT``), slower but the same behaviour.
 """
 
 from __future__ import annotations
