@@ -1,8 +1,8 @@
 """What every HTTP adapter shares: the route to an alias, and connecting to its addresses.
 
-One place, not three copies: requests/urllib3 and httpx call :func:`plan_route` (or
-:func:`aplan_route`) once per request and get an immutable :class:`Route`; nothing that varies
-per request is stored anywhere shared. A ``None`` route means "nothing kubealias looked up":
+One place, not three copies: requests/urllib3 and httpx ask their :class:`RoutePlanner` once
+per request and get an immutable :class:`Route`; nothing that varies per request is stored
+anywhere shared. A ``None`` route means "nothing kubealias looked up":
 the adapter then takes its base class's unchanged code path (invariant 3).
 
 A Service that the cluster DNS answered without a CNAME (ClusterIP, headless) gets a *pinned*
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from ._models import Resolution
 from ._resolver import Resolver, get_default_resolver
 
-__all__ = ["Route", "aplan_route", "connect_first", "default_port", "plan_route"]
+__all__ = ["Route", "RoutePlanner", "connect_first", "default_port", "plan_route"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,65 +74,44 @@ def default_port(scheme: str) -> int:
     return 443 if scheme.lower() == "https" else 80
 
 
-def _route(
-    name: str,
-    tls_name: str,
-    addresses: tuple[str, ...],
-    port: int | None,
-    scheme: str,
-    rewrite: bool,
-) -> Route:
-    port = port or default_port(scheme)
-    header = None
-    if rewrite:
-        header = tls_name if port == default_port(scheme) else f"{tls_name}:{port}"
-    return Route(name, tls_name, addresses, port, header)
-
-
 def plan_route(
     resolver: Resolver | None, host: str, port: int | None, scheme: str, *, rewrite_host: bool
 ) -> Route | None:
     """Resolve ``host`` and return its route, or None when kubealias passes it through.
+
+    One-off; adapters keep a :class:`RoutePlanner`, which remembers the route.
 
     Raises:
         KubeAliasError: the name cannot be resolved safely (the adapter maps it to its
             client's connection error, with this error as the cause).
     """
     result = (resolver or get_default_resolver()).resolve(host)
-    if not result.addresses:  # passed through: nothing was looked up for this name
-        return None
-    return _cached_route(result, host, port, scheme, rewrite_host)
+    return _route_for(result, host, port, scheme, rewrite_host)
 
 
-# Routes made from the same Resolution object (a cache hit returns the very same object) are
-# equal: reuse them instead of building one per request. Keyed by the request's inputs; a hit
-# only counts if the Resolution is the same object, so a new answer always makes a new route.
-_ROUTES: dict[tuple[str, int | None, str, bool], tuple[Resolution, Route]] = {}
-_ROUTES_MAX = 1024
-
-
-def _cached_route(
+def _route_for(
     result: Resolution, host: str, port: int | None, scheme: str, rewrite: bool
-) -> Route:
-    key = (host, port, scheme, rewrite)
-    hit = _ROUTES.get(key)
-    if hit is not None and hit[0] is result:
-        return hit[1]
-    if result.is_alias:
-        route = _route(host, result.tls_name, result.addresses, port, scheme, rewrite)
-    else:  # pinned: the name as given, the answer's addresses
-        route = Route(host, host, result.addresses, port or default_port(scheme), None, alias=False)
-    if len(_ROUTES) >= _ROUTES_MAX:
-        _ROUTES.clear()  # rare (that many distinct hosts); dict operations are atomic
-    _ROUTES[key] = (result, route)
-    return route
+) -> Route | None:
+    """The route for an answer: None when nothing was looked up (passed through), a pinned
+    route for a Service that is not an alias, else the alias's route."""
+    if not result.addresses:
+        return None
+    port = port or default_port(scheme)
+    if not result.is_alias:  # pinned: the name as given, the answer's addresses
+        return Route(host, host, result.addresses, port, None, alias=False)
+    tls_name = result.tls_name
+    header = None
+    if rewrite:
+        header = tls_name if port == default_port(scheme) else f"{tls_name}:{port}"
+    return Route(host, tls_name, result.addresses, port, header)
 
 
 class RoutePlanner:
     """:func:`plan_route` for one adapter, remembering each route until its answer expires.
 
-    A hit costs one dict lookup and a clock read instead of the resolver's cache lookup and
-    the route cache: the hot path of every keep-alive request. An entry is used only while
+    A hit costs one dict lookup and a clock read instead of the resolver's cache lookup and a
+    new route: the hot path of every keep-alive request (routes are built on a miss only, so
+    requests share one route object while the answer is fresh). An entry is used only while
     the answer it came from is fresh on the resolver's clock, the resolver is the one in use
     (the default resolver can be replaced) and the resolver was not flushed since; a stale
     answer is never remembered, so serve-stale and its refresh stay the resolver's. Entries
@@ -185,12 +164,11 @@ class RoutePlanner:
             return hit[3]
         generation = resolver.generation  # before resolving: a flush meanwhile wins
         result = resolver.resolve(host)
-        return self._remember(
-            key, resolver, generation, result, _route_for(result, key, self._rewrite_host)
-        )
+        route = _route_for(result, host, port, scheme, self._rewrite_host)
+        return self._remember(key, resolver, generation, result, route)
 
     async def aplan(self, host: str, port: int | None, scheme: str) -> Route | None:
-        """As :func:`aplan_route`."""
+        """:meth:`plan` without blocking the event loop (awaits ``aresolve``)."""
         resolver = self._resolver or get_default_resolver()
         key = (host, port, scheme)
         hit = self._hit(key, resolver)
@@ -198,26 +176,8 @@ class RoutePlanner:
             return hit[3]
         generation = resolver.generation
         result = await resolver.aresolve(host)
-        return self._remember(
-            key, resolver, generation, result, _route_for(result, key, self._rewrite_host)
-        )
-
-
-def _route_for(result: Resolution, key: tuple[str, int | None, str], rewrite: bool) -> Route | None:
-    if not result.addresses:
-        return None
-    host, port, scheme = key
-    return _cached_route(result, host, port, scheme, rewrite)
-
-
-async def aplan_route(
-    resolver: Resolver | None, host: str, port: int | None, scheme: str, *, rewrite_host: bool
-) -> Route | None:
-    """:func:`plan_route` without blocking the event loop."""
-    result = await (resolver or get_default_resolver()).aresolve(host)
-    if not result.addresses:
-        return None
-    return _cached_route(result, host, port, scheme, rewrite_host)
+        route = _route_for(result, host, port, scheme, self._rewrite_host)
+        return self._remember(key, resolver, generation, result, route)
 
 
 def connect_first(

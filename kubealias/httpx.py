@@ -597,8 +597,6 @@ class HTTPTransport(httpx.BaseTransport):
         resolver: Resolver | None = None,
         rewrite_host: bool = True,
     ) -> None:
-        self._resolver = resolver
-        self._rewrite_host = rewrite_host
         self._uds = uds is not None
         self._proxied = proxy is not None
         self._options = _httpx_options(
@@ -636,7 +634,7 @@ class HTTPTransport(httpx.BaseTransport):
         headers = self._memo.raw(request, route)
         if self._proxied:
             return self._base.handle_request(_forward(request, route, headers, proxied=True))
-        if self._routes._retired:  # rare: some evicted transports wait to be closed
+        if self._routes.retiring:  # rare: some evicted transports wait to be closed
             for transport in self._routes.take_idle():
                 transport.close()
         key = (scheme, route.pool_key)
@@ -713,8 +711,6 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
         resolver: Resolver | None = None,
         rewrite_host: bool = True,
     ) -> None:
-        self._resolver = resolver
-        self._rewrite_host = rewrite_host
         self._uds = uds is not None
         self._proxied = proxy is not None
         self._options = _httpx_options(
@@ -751,7 +747,7 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
         if self._proxied:
             forwarded = _forward(request, route, headers, proxied=True)
             return await self._base.handle_async_request(forwarded)
-        if self._routes._retired:  # rare: some evicted transports wait to be closed
+        if self._routes.retiring:  # rare: some evicted transports wait to be closed
             for transport in self._routes.take_idle():
                 await transport.aclose()
         key = (scheme, route.pool_key)
