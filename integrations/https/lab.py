@@ -77,13 +77,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, NamedTuple
 
 import trustme
 
 from integrations.pod import lab as pod_lab
-from integrations.pod.lab import LabError, PodLab
+from integrations.pod.lab import Lab, LabError, PodLab
 
 __all__ = [
     "CLIENT_CERT_NAME",
@@ -281,7 +280,7 @@ def _zone_addresses(records: Sequence[pod_lab.Record], name: str) -> list[str]:
     return []
 
 
-class HttpsLab:
+class HttpsLab(Lab):
     """nginx with SNI virtual hosts (and optionally a forward proxy) inside a pod emulation.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`::
@@ -374,11 +373,6 @@ class HttpsLab:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    @property
-    def started(self) -> bool:
-        """True between a successful :meth:`start` and :meth:`stop`."""
-        return self._started
-
     def start(self) -> HttpsLab:
         """Make the certificates, write the configuration, start nginx and wait until it
         accepts connections on every listen address and both ports."""
@@ -441,17 +435,6 @@ class HttpsLab:
         if self.dir is not None and not self.running():
             self._stop_nginx()
             self._start_nginx(choose_ports=False)
-
-    def __enter__(self) -> HttpsLab:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- certificates and configuration --------------------------------------------------------
 

@@ -55,7 +55,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal, NamedTuple
+from typing import IO, Any, Literal, NamedTuple, Self
 
 __all__ = [
     "CLUSTER_DOMAIN",
@@ -279,6 +279,35 @@ _SCRUBBED_NAMES = frozenset({"LOCALDOMAIN", "RES_OPTIONS", "HOSTALIASES"})
 
 _READY_TIMEOUT = 10.0
 _QUERY_RE = re.compile(r"\bquery: (\S+) (\S+) (\S+) ")
+
+
+class Lab:
+    """What every lab shares: :attr:`started` between a successful :meth:`start` and
+    :meth:`stop`, and use as a context manager (``with PodLab() as pod: ...``)."""
+
+    _started = False
+
+    @property
+    def started(self) -> bool:
+        """True between a successful :meth:`start` and :meth:`stop`."""
+        return self._started
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 class LabError(RuntimeError):
@@ -622,7 +651,7 @@ class _Named:
 # --------------------------------------------------------------------------------------------
 
 
-class PodLab:
+class PodLab(Lab):
     """A network namespace that looks like a Kubernetes pod, with BIND 9 as its cluster DNS.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`::
@@ -670,11 +699,6 @@ class PodLab:
         self._started = False
 
     # -- lifecycle ---------------------------------------------------------------------------
-
-    @property
-    def started(self) -> bool:
-        """True between a successful :meth:`start` and :meth:`stop`."""
-        return self._started
 
     @property
     def resolv_conf(self) -> str:
@@ -729,17 +753,6 @@ class PodLab:
             _owner_file(self.name).unlink(missing_ok=True)
             self._owns_dir = False
         self._started = False
-
-    def __enter__(self) -> PodLab:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _make_dir(self) -> None:
         """Claim a name (its owner file, created exclusively) and make the lab directory."""

@@ -76,13 +76,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, NamedTuple
 
 import trustme
 
 from integrations.pod import lab as pod_lab
-from integrations.pod.lab import LabError, LabUnavailable, PodLab
+from integrations.pod.lab import Lab, LabError, LabUnavailable, PodLab
 
 __all__ = [
     "CLUSTER_NAMES",
@@ -359,7 +358,7 @@ def parse_connections(text: str) -> list[PgConnection]:
     return [PgConnection(**entry) for entry in by_pid.values()]
 
 
-class PgLab:
+class PgLab(Lab):
     """PostgreSQL 15 servers with TLS inside a pod emulation (see the module docstring).
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`::
@@ -403,11 +402,6 @@ class PgLab:
         self._started = False
 
     # -- lifecycle -----------------------------------------------------------------------------
-
-    @property
-    def started(self) -> bool:
-        """True between a successful :meth:`start` and :meth:`stop`."""
-        return self._started
 
     def start(self) -> PgLab:
         """initdb, certificates, configuration; start every server and wait until all accept."""
@@ -454,17 +448,6 @@ class PgLab:
             self.dir = None
         self.instances = {}
         self._started = False
-
-    def __enter__(self) -> PgLab:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def running(self, name: str | None = None) -> bool:
         """Whether the server ``name`` (default: every server) runs."""
