@@ -30,6 +30,25 @@ def unavailable() -> str | None:
     return pod_lab.unavailable_reason()
 
 
+def run_client(pod: Any, script: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Run ``script --client CONFIG`` inside ``pod`` once; its last stdout line is the JSON
+    result (the HTTP and PostgreSQL benchmarks run this way, one process per measurement).
+
+    Raises:
+        integrations.pod.lab.LabError: the client failed or printed nothing.
+    """
+    from integrations.pod import lab as pod_lab
+
+    result = pod.exec([sys.executable, script, "--client", json.dumps(config)], timeout=900)
+    lines = result.stdout.strip().splitlines()
+    if result.returncode != 0 or not lines:
+        raise pod_lab.LabError(
+            f"the bench client failed (exit {result.returncode})\n{result.stderr[-3000:]}"
+        )
+    data: dict[str, Any] = json.loads(lines[-1])
+    return data
+
+
 class Worker:
     """The JSON-lines connection to :mod:`bench.pod_worker` running in ``pod``."""
 

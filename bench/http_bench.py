@@ -165,6 +165,7 @@ def measure(*, quick: bool = False) -> dict[str, Any]:
         integrations.pod.lab.LabUnavailable: the pod emulation or nginx is not available.
         integrations.pod.lab.LabError: the lab or the client failed.
     """
+    from bench._pod import run_client
     from integrations.https.lab import HttpsLab
     from integrations.pod import lab as pod_lab
 
@@ -180,14 +181,7 @@ def measure(*, quick: bool = False) -> dict[str, Any]:
     }
     with pod_lab.PodLab() as pod, HttpsLab(pod) as https:
         config.update(port=https.port, cafile=https.cafile)
-        result = pod.exec([sys.executable, __file__, "--client", json.dumps(config)], timeout=900)
-        lines = result.stdout.strip().splitlines()
-        if result.returncode != 0 or not lines:
-            raise pod_lab.LabError(
-                f"the bench client failed (exit {result.returncode})\n{result.stderr[-3000:]}"
-            )
-        data: dict[str, Any] = json.loads(lines[-1])
-    return data
+        return run_client(pod, __file__, config)
 
 
 def rows(data: dict[str, Any]) -> list[dict[str, Any]]:
