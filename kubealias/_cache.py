@@ -17,13 +17,24 @@ __all__ = ["Cache", "CacheStats", "Entry"]
 
 
 class Entry:
-    """One cached outcome: a :class:`Resolution`, or an error to raise again (policy)."""
+    """One cached outcome: a :class:`Resolution`, or an error to raise again (policy).
 
-    __slots__ = ("expires", "failed_at", "value")
+    Args:
+        value: the answer, or the error every caller gets until ``expires``.
+        expires: ``clock()`` value past which the entry is not served fresh.
+        last: for a cached failure, the last good answer it replaced, so that every failure
+            past ``KUBEALIAS_MAX_STALE`` (not only the first) can say which answer was no
+            longer served.
+    """
 
-    def __init__(self, value: Resolution | KubeAliasError, expires: float) -> None:
+    __slots__ = ("expires", "failed_at", "last", "value")
+
+    def __init__(
+        self, value: Resolution | KubeAliasError, expires: float, last: Resolution | None = None
+    ) -> None:
         self.value = value
         self.expires = expires
+        self.last = last
         #: When the last refresh of this (expired) entry failed; drives serve-stale.
         self.failed_at: float | None = None
 

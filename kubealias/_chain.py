@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
 
 import dns.message
 import dns.name
@@ -19,7 +20,17 @@ import dns.rdatatype
 from ._errors import ChainError
 from ._names import in_domain, is_ip_literal, is_valid_hostname
 
-__all__ = ["MAX_CHAIN", "Outcome", "Question", "choose_tls_name", "lookup", "read_response"]
+__all__ = [
+    "MAX_CHAIN",
+    "Attempt",
+    "Kind",
+    "Outcome",
+    "Question",
+    "Status",
+    "choose_tls_name",
+    "lookup",
+    "read_response",
+]
 
 #: Most CNAME hops followed for one name (the chain then has at most MAX_CHAIN + 1 names).
 MAX_CHAIN = 8
@@ -28,6 +39,21 @@ FAMILIES = (dns.rdatatype.A, dns.rdatatype.AAAA)
 
 Question = tuple[str, dns.rdatatype.RdataType]
 Reply = dns.message.Message | BaseException
+
+#: What one family's queries, or one search candidate, established.
+Status = Literal["pending", "answer", "nxdomain", "nodata", "servfail", "failure"]
+#: What a whole lookup established.
+Kind = Literal["answer", "notfound", "failure"]
+
+
+class Attempt(NamedTuple):
+    """One search candidate queried, and what the server said."""
+
+    name: str
+    #: As shown to people: ``answer``, ``NXDOMAIN at <name>``, ``timed out``...
+    result: str
+    #: As read by code: decisions look here, never at ``result``.
+    status: Status
 
 
 @dataclass
@@ -38,7 +64,7 @@ class Family:
     chain: list[str]
     ttls: list[int] = field(default_factory=list)
     addresses: list[str] = field(default_factory=list)
-    status: str = "pending"  # pending | answer | nxdomain | nodata | servfail | failure
+    status: Status = "pending"
     detail: str = ""
     negative_ttl: int | None = None
 
@@ -47,14 +73,14 @@ class Family:
 class Outcome:
     """The result of a lookup: an answer, "no such service", or a failure."""
 
-    kind: str  # "answer" | "notfound" | "failure"
+    kind: Kind
     fqdn: str = ""
     chain: tuple[str, ...] = ()
     chain_ttls: tuple[int, ...] = ()
     addresses: tuple[str, ...] = ()
     ttl: int = 0
     detail: str = ""
-    tried: tuple[tuple[str, str], ...] = ()
+    tried: tuple[Attempt, ...] = ()
 
 
 def _text(name: dns.name.Name) -> str:
@@ -198,7 +224,7 @@ def lookup(candidates: Sequence[str]) -> Generator[list[Question], list[Reply], 
     Raises:
         ChainError: from :func:`read_response`.
     """
-    tried: list[tuple[str, str]] = []
+    tried: list[Attempt] = []
     negative_ttls: list[int] = []
     servfail = ""
     for candidate in candidates:
@@ -218,20 +244,21 @@ def lookup(candidates: Sequence[str]) -> Generator[list[Question], list[Reply], 
         status = {f.status for f in families}
         answered = [f for f in families if f.status == "answer"]
         if answered:
-            tried.append((candidate, "answer"))
+            tried.append(Attempt(candidate, "answer", "answer"))
             return _answer(candidate, answered, tuple(tried))
         if "failure" in status:
             detail = next(f.detail for f in families if f.status == "failure")
-            tried.append((candidate, detail))
+            tried.append(Attempt(candidate, detail, "failure"))
             return Outcome("failure", detail=detail, tried=tuple(tried), chain=_longest(families))
         if "servfail" in status:
             servfail = "SERVFAIL"
-            tried.append((candidate, "SERVFAIL"))
+            tried.append(Attempt(candidate, "SERVFAIL", "servfail"))
             continue
-        word = "NXDOMAIN" if status == {"nxdomain"} else "NODATA"
+        gone: Status = "nxdomain" if status == {"nxdomain"} else "nodata"
+        word = gone.upper()
         if len(families[0].chain) > 1:
             word += f" at {families[0].chain[-1]}"
-        tried.append((candidate, word))
+        tried.append(Attempt(candidate, word, gone))
         negative_ttls.extend(f.negative_ttl for f in families if f.negative_ttl is not None)
     if servfail:
         return Outcome("failure", detail="server failure (SERVFAIL)", tried=tuple(tried))
@@ -246,7 +273,7 @@ def _longest(families: Sequence[Family]) -> tuple[str, ...]:
     return tuple(longest)
 
 
-def _answer(candidate: str, answered: list[Family], tried: tuple[tuple[str, str], ...]) -> Outcome:
+def _answer(candidate: str, answered: list[Family], tried: tuple[Attempt, ...]) -> Outcome:
     main = answered[0]
     addresses = list(main.addresses)
     ttls = list(main.ttls)
@@ -269,7 +296,7 @@ def _answer(candidate: str, answered: list[Family], tried: tuple[tuple[str, str]
 
 
 def choose_tls_name(chain: Sequence[str], cluster_domain: str) -> str | None:
-    """The TLS name of a chain (DESIGN.md, "Which name is the TLS name").
+    """The TLS name of a chain (docs/design.md, "Which name is the TLS name").
 
     The first name after the queried one that lies outside the cluster domain (the
     ExternalName's target, not the provider's last hop); if the whole chain stays inside the

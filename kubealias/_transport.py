@@ -1,36 +1,100 @@
 """DNS on the wire: send a batch of questions, get one reply (or exception) per question.
 
-dnspython builds, parses and does TCP; this module decides which server gets which try, and,
-in the blocking path, sends the questions of a batch together (A and AAAA at once, as glibc
-does) and waits for all with one selector, so a cold lookup costs one round trip, not two.
+dnspython builds, parses and does TCP; this module decides which server gets which try
+(:func:`schedule`, glibc's ``res_send`` order), which datagram is an answer (:func:`accept`, one
+rule for both paths), and, in the blocking path, sends the questions of a batch together (A and
+AAAA at once, as glibc does) and waits for all with one selector, so a cold lookup costs one
+round trip, not two.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import selectors
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import Final, Literal
 
+import dns.asyncbackend
 import dns.asyncquery
 import dns.exception
-import dns.flags
+import dns.inet
 import dns.message
 import dns.query
 import dns.rcode
 
 from ._chain import Question, Reply
+from ._config import Config
 
-__all__ = ["EDNS_PAYLOAD", "Tries", "exchange", "exchange_async", "make_query"]
+__all__ = [
+    "EDNS_PAYLOAD",
+    "TRUNCATED",
+    "Tries",
+    "accept",
+    "exchange",
+    "exchange_async",
+    "make_query",
+    "schedule",
+]
 
 #: EDNS payload we advertise (the DNS Flag Day 2020 value).
 EDNS_PAYLOAD = 1232
 #: What dnspython raises for a response it cannot use, plus socket errors.
 _FAILURES = (dns.exception.DNSException, OSError, EOFError, ValueError)
 
-#: Yields (server, port, seconds) for each try; see Resolver._tries.
+#: Yields (server, port, seconds) for each try; see :func:`schedule`.
 Tries = Iterator[tuple[str, int, float]]
+#: What :func:`accept` returns for a truncated answer to our question: ask again over TCP.
+TRUNCATED: Final = "truncated"
+
+
+def schedule(config: Config, deadline: float) -> Tries:
+    """(server, port, timeout) for each try, as glibc's res_send: every server, then again,
+    ``attempts`` rounds; each try gets a share of what is left of the deadline.
+
+    Args:
+        config: the nameservers, ``attempts`` and per-try timeout of resolv.conf, and
+            ``KUBEALIAS_TIMEOUT``.
+        deadline: ``time.monotonic()`` value past which no try starts.
+    """
+    per_try = min(config.resolv_timeout, max(0.1, config.timeout / config.attempts))
+    for _ in range(config.attempts):
+        for host, port in config.nameservers:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            yield host, port, min(per_try, left)
+
+
+def accept(
+    wire: bytes, query: dns.message.Message
+) -> dns.message.Message | Literal["truncated"] | None:
+    """The answer to ``query`` in one datagram, :data:`TRUNCATED`, or None to keep waiting.
+
+    One rule for the blocking and the asyncio path: a datagram that is not the answer to the
+    question asked (another id, another question, not a response, unparseable) is ignored and
+    the wait goes on until the try's deadline, as glibc's ``res_send`` does (``res_queriesmatch``
+    failing means "wait for another reply"). Giving up on a server at the first stray packet
+    would let anyone who can reach the pod's port turn a lookup into a failure. Datagrams from
+    another source never get here: the callers' sockets are connected, or check the source.
+    """
+    try:
+        response = dns.message.from_wire(
+            wire,
+            keyring=query.keyring,
+            request_mac=query.mac,
+            raise_on_truncation=True,
+            one_rr_per_rrset=True,
+        )
+    except dns.message.Truncated as truncated:
+        if query.is_response(truncated.message()):  # type: ignore[no-untyped-call]
+            return TRUNCATED
+        return None
+    except _FAILURES:
+        return None
+    return response if query.is_response(response) else None
 
 
 def make_query(question: Question) -> dns.message.Message:
@@ -135,17 +199,8 @@ def _receive(
         wire = sock.recv(65535)
     except OSError as exc:
         return exc
-    try:
-        response = dns.message.from_wire(
-            wire,
-            keyring=query.keyring,
-            request_mac=query.mac,
-            raise_on_truncation=True,
-            one_rr_per_rrset=True,
-        )
-    except dns.message.Truncated as truncated:
-        if not query.is_response(truncated.message()):  # type: ignore[no-untyped-call]
-            return None
+    reply = accept(wire, query)
+    if isinstance(reply, str):  # TRUNCATED: ask again over TCP
         left = deadline - time.monotonic()
         if left <= 0:
             return _timeout()
@@ -153,15 +208,7 @@ def _receive(
             return dns.query.tcp(query, server, left, port, one_rr_per_rrset=True)
         except _FAILURES as exc:
             return exc
-    except _FAILURES as exc:
-        return exc
-    if query.is_response(response):
-        return response
-    if response.id == query.id and response.flags & dns.flags.QR:
-        # Our id, but an answer to another question: what dnspython's own udp() raises, and so
-        # what the async path reports, instead of waiting out the timeout for nothing.
-        return dns.query.BadResponse()  # type: ignore[no-untyped-call]
-    return None  # another id: not for this query, keep waiting (dnspython does)
+    return reply
 
 
 async def exchange_async(
@@ -174,23 +221,15 @@ async def exchange_async(
 
 async def _ask_async(question: Question, tries: Tries, deadline: float) -> Reply:
     query = make_query(question)
+    wire = query.to_wire()
     last: Reply = _timeout()
     for server, port, seconds in tries:
         try:
-            try:
-                response = await dns.asyncquery.udp(
-                    query,
-                    server,
-                    seconds,
-                    port,
-                    raise_on_truncation=True,
-                    ignore_unexpected=True,
-                    one_rr_per_rrset=True,
-                )
-            except dns.message.Truncated:
+            response = await _udp_async(query, wire, server, port, time.monotonic() + seconds)
+            if response is None:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise _timeout() from None
+                    raise _timeout()
                 response = await dns.asyncquery.tcp(
                     query, server, left, port, one_rr_per_rrset=True
                 )
@@ -201,3 +240,38 @@ async def _ask_async(question: Question, tries: Tries, deadline: float) -> Reply
             return response
         last = response
     return last
+
+
+async def _udp_async(
+    query: dns.message.Message, wire: bytes, server: str, port: int, end: float
+) -> dns.message.Message | None:
+    """One try at one server: the answer to ``query``, or None when it came truncated.
+
+    Raises:
+        TimeoutError: no answer by ``end``.
+        OSError: the network said no.
+    """
+    backend = dns.asyncbackend.get_default_backend()
+    family = dns.inet.af_for_address(server)
+    destination = (server, port) if family == socket.AF_INET else (server, port, 0, 0)
+    # dnspython's backends are not annotated; these two are its documented socket factory.
+    connect = destination if backend.datagram_connection_required() else None  # type: ignore[no-untyped-call]
+    sock = await backend.make_socket(family, socket.SOCK_DGRAM, 0, None, connect)  # type: ignore[no-untyped-call]
+    async with sock:
+        await sock.sendto(wire, None if connect else destination, None)
+        server_ip = ipaddress.ip_address(server)
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise _timeout()
+            try:
+                datagram, source = await sock.recvfrom(65535, left)
+            except dns.exception.Timeout:
+                raise _timeout() from None
+            if source[1] != port or ipaddress.ip_address(source[0]) != server_ip:
+                continue  # another source: never an answer (the sync path's socket is connected)
+            reply = accept(datagram, query)
+            if isinstance(reply, str):  # TRUNCATED: the caller asks over TCP
+                return None
+            if reply is not None:
+                return reply

@@ -1,0 +1,138 @@
+"""Single flight: concurrent misses on one name share one lookup, in threads and in asyncio.
+
+The first caller to miss becomes the leader: it runs the lookup and lands the result (or the
+error) on the flight; every other caller joins the flight and waits, the blocking way
+(:meth:`Flight.wait`) or the asyncio way (:meth:`Flight.wait_async`), never past the leader's
+own deadline. A leader that dies without a result (cancelled, interrupted) abandons the flight
+and its waiters retry; a flight stuck past its deadline is dropped so that nobody joins it again.
+
+Nothing here knows what a lookup is: the resolver drives it (``kubealias._resolver``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import copy
+import threading
+import time
+from typing import Generic, TypeVar
+
+from ._errors import KubeAliasError
+
+__all__ = ["Flight", "Flights", "Retry", "TimedOut"]
+
+T = TypeVar("T")
+
+#: Grace a waiter gives a concurrent lookup past that lookup's own deadline.
+WAIT_GRACE = 0.05
+
+
+class Retry(Exception):
+    """The flight ended without a result (its leader was cancelled) or got stuck with time
+    left before the waiter's deadline: join again."""
+
+
+class TimedOut(Exception):
+    """The waiter's deadline passed before the flight landed."""
+
+
+class Flight(Generic[T]):
+    """One lookup in progress, shared by every caller that misses on the same key."""
+
+    __slots__ = ("_flights", "deadline", "future", "key", "thread")
+
+    def __init__(self, flights: Flights[T], key: str, deadline: float, thread: int) -> None:
+        self._flights = flights
+        self.key = key
+        self.future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        #: time.monotonic() by which the leader gives up: no waiter waits longer than this.
+        self.deadline = deadline
+        #: The thread running the lookup (0 for a background refresh).
+        self.thread = thread
+
+    def land(self, result: T | BaseException) -> None:
+        """Leave the registry and hand ``result`` to the waiters.
+
+        A :class:`KubeAliasError` reaches every waiter; any other exception (cancellation,
+        interruption, a bug) abandons the flight, and the waiters retry with a lookup of
+        their own rather than inherit an error that was not about the name.
+        """
+        self._flights.drop(self)
+        if self.future.done():  # pragma: no cover - dropped as stuck, then finished anyway
+            return
+        if isinstance(result, KubeAliasError):
+            self.future.set_exception(result)
+        elif isinstance(result, BaseException):
+            self.future.set_exception(Retry())
+        else:
+            self.future.set_result(result)
+
+    def wait(self, deadline: float) -> T:
+        """Block until the flight lands, at most until ``deadline`` (or the flight's own).
+
+        Returns:
+            The leader's result.
+
+        Raises:
+            KubeAliasError: a copy of the leader's error (each waiter gets its own traceback).
+            Retry: the flight was abandoned, or stuck with time left: join again.
+            TimedOut: ``deadline`` passed.
+        """
+        try:
+            return self.future.result(self._left(deadline))
+        except concurrent.futures.TimeoutError:
+            raise self._stuck(deadline) from None
+        except KubeAliasError as exc:
+            raise copy.copy(exc) from None
+
+    async def wait_async(self, deadline: float) -> T:
+        """The asyncio form of :meth:`wait`, with the same results and errors."""
+        # shield: a waiter that is cancelled or times out must not cancel the shared future
+        # the other waiters are on.
+        waiter = asyncio.shield(asyncio.wrap_future(self.future))
+        try:
+            return await asyncio.wait_for(waiter, self._left(deadline))
+        except asyncio.TimeoutError:
+            raise self._stuck(deadline) from None
+        except KubeAliasError as exc:
+            raise copy.copy(exc) from None
+
+    def _left(self, deadline: float) -> float:
+        return max(min(deadline, self.deadline) + WAIT_GRACE - time.monotonic(), 0.0)
+
+    def _stuck(self, deadline: float) -> Exception:
+        self._flights.drop(self)  # stuck past its deadline: nobody joins it again
+        return Retry() if time.monotonic() < deadline else TimedOut()
+
+
+class Flights(Generic[T]):
+    """The flights in progress, by key; the one lock of single flight lives here."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._flights: dict[str, Flight[T]] = {}
+
+    def join(
+        self, key: str, deadline: float, *, background: bool = False
+    ) -> tuple[Flight[T], bool]:
+        """The flight for ``key`` and whether the caller leads it (a new flight) or waits.
+
+        Args:
+            key: what the lookup is for (the name as given).
+            deadline: ``time.monotonic()`` value by which a new leader gives up.
+            background: the lookup runs on a thread of its own (a refresh), not the caller's.
+        """
+        with self._lock:
+            flight = self._flights.get(key)
+            if flight is not None:
+                return flight, False
+            thread = 0 if background else threading.get_ident()
+            flight = self._flights[key] = Flight(self, key, deadline, thread)
+            return flight, True
+
+    def drop(self, flight: Flight[T]) -> None:
+        """Forget ``flight`` if it is still the one registered for its key."""
+        with self._lock:
+            if self._flights.get(flight.key) is flight:
+                del self._flights[flight.key]
