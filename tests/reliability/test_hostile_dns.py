@@ -167,9 +167,8 @@ def _slow(server: ClusterDNS) -> None:
 
 HOPS = tuple(f"h{i}.chain.test" for i in range(9))
 TIMED_OUT = r"DNS failure: timed out"
-#: Random bytes: unparseable (FormError), or, when their flags happen to claim TC or to not be
-#: a response, a reply that leads nowhere (timed out).
-GARBAGE = r"DNS failure: (FormError: DNS message is malformed|timed out)"
+#: Bytes that are no answer (unparseable, or not a response): ignored until the deadline.
+GARBAGE = TIMED_OUT
 #: Every search candidate was asked, and failed, before the error.
 STORM = r"server failure \(SERVFAIL\); tried: " + ", ".join(
     rf"hostile\.{domain} \(SERVFAIL\)"
@@ -246,12 +245,9 @@ CASES = [
         r"an IP address literal",
     ),
     # -- empty labels: evil..example ---------------------------------------------------------
+    # Unparseable on the wire: no answer at all, ignored until the deadline (tests/unit/test_strays.py).
     Case(
-        "empty-label-on-the-wire",
-        "empty-label",
-        _lure("evil..example"),
-        ResolutionError,
-        r"DNS failure: FormError",
+        "empty-label-on-the-wire", "empty-label", _lure("evil..example"), ResolutionError, TIMED_OUT
     ),
     Case(
         "dot-inside-a-label",
@@ -267,7 +263,7 @@ CASES = [
         "300-chars",
         _lure(".".join(["a" * 59] * 5)),
         ResolutionError,
-        r"DNS failure: NameTooLong",
+        TIMED_OUT,  # unparseable (a name over 255 octets): no answer, as above
     ),
     Case(
         "300-chars-as-text",
@@ -334,13 +330,9 @@ CASES = [
         ResolutionError,
         r"only records of other names \('evil\.example', 'other\.example'\)",
     ),
-    Case(
-        "answer-to-another-question",
-        "other-owner",
-        _other_question,
-        ResolutionError,
-        r"DNS failure: BadResponse: A DNS query response does not respond to the question",
-    ),
+    # Our id, another question: not the answer, so ignored until the deadline (glibc's
+    # res_queriesmatch), in the sync and async paths alike (tests/unit/test_strays.py).
+    Case("answer-to-another-question", "other-owner", _other_question, ResolutionError, TIMED_OUT),
     Case("two-cnames-one-owner", "other-owner", _two_cnames, ChainError, r"has 2 CNAME records"),
     # -- truncation, then a TCP server that misbehaves ------------------------------------
     Case(

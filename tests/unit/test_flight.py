@@ -1,0 +1,97 @@
+"""Single flight on its own: join, land, wait, in threads and in asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from kubealias import ResolutionError
+from kubealias._flight import Flights, Retry, TimedOut
+
+
+def test_first_caller_leads_and_later_ones_join() -> None:
+    flights: Flights[str] = Flights()
+    deadline = time.monotonic() + 1
+    first, leader = flights.join("db", deadline)
+    second, follower = flights.join("db", deadline)
+    assert leader and not follower and first is second
+    other, leads_other = flights.join("cache", deadline)
+    assert leads_other and other is not first
+
+
+def test_landing_hands_the_result_to_waiters_and_frees_the_key() -> None:
+    flights: Flights[str] = Flights()
+    flight, _ = flights.join("db", time.monotonic() + 1)
+    got: list[str] = []
+    waiter = threading.Thread(target=lambda: got.append(flight.wait(time.monotonic() + 1)))
+    waiter.start()
+    flight.land("answer")
+    waiter.join(2)
+    assert got == ["answer"]
+    assert flights.join("db", time.monotonic() + 1)[1]  # a new flight: the key was freed
+
+
+def test_each_waiter_gets_its_own_copy_of_the_error() -> None:
+    flights: Flights[str] = Flights()
+    flight, _ = flights.join("db", time.monotonic() + 1)
+    error = ResolutionError("timed out", name="db")
+    flight.land(error)
+    with pytest.raises(ResolutionError) as one:
+        flight.wait(time.monotonic() + 1)
+    with pytest.raises(ResolutionError) as two:
+        flight.wait(time.monotonic() + 1)
+    assert one.value is not error and two.value is not one.value
+    assert str(one.value) == str(error)
+
+
+def test_a_leader_that_dies_abandons_the_flight() -> None:
+    flights: Flights[str] = Flights()
+    flight, _ = flights.join("db", time.monotonic() + 1)
+    flight.land(KeyboardInterrupt())
+    with pytest.raises(Retry):
+        flight.wait(time.monotonic() + 1)
+
+
+def test_a_stuck_flight_is_dropped_and_the_waiter_retries_or_times_out() -> None:
+    flights: Flights[str] = Flights()
+    flight, _ = flights.join("db", time.monotonic() + 0.05)  # a leader that will never land
+    with pytest.raises(Retry):  # the waiter has time left: join again
+        flight.wait(time.monotonic() + 5)
+    assert flights.join("db", time.monotonic() + 1)[1]  # dropped: the next caller leads
+    stuck, _ = flights.join("cache", time.monotonic() + 5)
+    start = time.monotonic()
+    with pytest.raises(TimedOut):
+        stuck.wait(time.monotonic() + 0.1)
+    assert time.monotonic() - start < 1
+
+
+def test_background_flights_name_no_thread() -> None:
+    flights: Flights[str] = Flights()
+    flight, _ = flights.join("db", time.monotonic() + 1, background=True)
+    assert flight.thread == 0
+    mine, _ = flights.join("cache", time.monotonic() + 1)
+    assert mine.thread == threading.get_ident()
+
+
+async def test_async_waiters_share_the_result_and_a_cancelled_one_does_not_cancel_it() -> None:
+    flights: Flights[str] = Flights()
+    flight, _ = flights.join("db", time.monotonic() + 1)
+    deadline = time.monotonic() + 1
+    patient = asyncio.ensure_future(flight.wait_async(deadline))
+    impatient = asyncio.ensure_future(flight.wait_async(deadline))
+    await asyncio.sleep(0.01)
+    impatient.cancel()
+    flight.land("answer")
+    assert await patient == "answer"
+    with pytest.raises(asyncio.CancelledError):
+        await impatient
+
+
+async def test_async_waiter_times_out() -> None:
+    flights: Flights[str] = Flights()
+    flight, _ = flights.join("db", time.monotonic() + 5)
+    with pytest.raises(TimedOut):
+        await flight.wait_async(time.monotonic() + 0.05)
