@@ -245,7 +245,7 @@ CASES = [
         r"an IP address literal",
     ),
     # -- empty labels: evil..example ---------------------------------------------------------
-    # Unparseable on the wire: no answer at all, ignored until the deadline (tests/unit/test_strays.py).
+    # Unparseable on the wire: no answer at all, ignored until the deadline (see test_strays).
     Case(
         "empty-label-on-the-wire", "empty-label", _lure("evil..example"), ResolutionError, TIMED_OUT
     ),
