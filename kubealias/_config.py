@@ -420,7 +420,7 @@ SETTINGS: tuple[Setting, ...] = (
             "from `/etc/resolv.conf`, else `127.0.0.1`",
             note="no nameserver in resolv.conf",
         ),
-        "`ip[:port]`, comma-separated",
+        "`ip[:port]`, space- or comma-separated",
         show=_show_nameservers,
     ),
     Setting(
@@ -435,7 +435,7 @@ SETTINGS: tuple[Setting, ...] = (
         "KUBEALIAS_NDOTS",
         partial(_int, low=0, high=_MAX_NDOTS),
         _from_resolv_conf("ndots", 1, _FROM_OPTIONS.format("ndots", 1)),
-        f"ndots: a name with fewer dots tries the search list first (0..{_MAX_NDOTS})",
+        f"ndots: names with fewer dots try the search list first (0..{_MAX_NDOTS})",
     ),
     Setting(
         "cluster_domain",
@@ -468,7 +468,8 @@ SETTINGS: tuple[Setting, ...] = (
         _aliases,
         # A fresh dict each time: a shared default would be shared by every Config.
         Fallback("none", lambda _: ({}, "default (none)")),
-        "static `service=target` pairs (TLS name override; addresses still from DNS)",
+        "static `service=target` pairs, comma-separated"
+        " (TLS name override; addresses still from DNS)",
         show=_show_aliases,
         finish=lambda name, value, pairs, read: _alias_table(
             name, value, pairs, read["cluster_domain"], read["namespace"]
@@ -478,7 +479,7 @@ SETTINGS: tuple[Setting, ...] = (
         "allowed_targets",
         "KUBEALIAS_ALLOWED_TARGETS",
         _patterns,
-        _default((), "none", note="no restriction"),
+        _default((), "none (no restriction)", note="no restriction"),
         "glob patterns a TLS name must match",
     ),
     Setting(
