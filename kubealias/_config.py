@@ -132,10 +132,11 @@ def parse_resolv_conf(
     )
 
 
-# --- parsing of single values -------------------------------------------------------------
+# --- parsers: (variable or keyword, value) -> typed value, or a ConfigError naming both --
 
 
 def _nameservers(var: str, value: Any) -> tuple[tuple[str, int], ...]:
+    """Name servers: ``ip[:port]`` items (space or comma), or (ip, port) tuples."""
     items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
     if not items:
         raise ConfigError(var, value, "no name server given")
@@ -171,6 +172,7 @@ def _split_host_port(var: str, whole: Any, item: str) -> tuple[str, int]:
 
 
 def _domains(var: str, value: Any) -> tuple[str, ...]:
+    """A list of domain names (space or comma), normalised."""
     items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
     out = []
     for item in items:
@@ -181,18 +183,21 @@ def _domains(var: str, value: Any) -> tuple[str, ...]:
 
 
 def _domain(var: str, value: Any) -> str:
+    """One domain name, normalised."""
     if not isinstance(value, str) or not is_valid_hostname(value):
         raise ConfigError(var, value, "not a valid domain name")
     return normalize(value)
 
 
 def _namespace(var: str, value: Any) -> str:
+    """A Kubernetes namespace (an RFC 1123 label)."""
     if not isinstance(value, str) or not _NAMESPACE.match(value):
         raise ConfigError(var, value, "not a valid Kubernetes namespace (RFC 1123 label)")
     return value
 
 
 def _int(var: str, value: Any, low: int, high: int) -> int:
+    """A whole number in ``low..high``."""
     try:
         number = int(value.strip()) if isinstance(value, str) else value
     except ValueError:
@@ -205,6 +210,7 @@ def _int(var: str, value: Any, low: int, high: int) -> int:
 
 
 def _seconds(var: str, value: Any, *, positive: bool) -> float:
+    """A finite number of seconds, >= 0 (> 0 when ``positive``)."""
     try:
         number = float(value.strip()) if isinstance(value, str) else float(value)
     except (TypeError, ValueError):
@@ -217,6 +223,7 @@ def _seconds(var: str, value: Any, *, positive: bool) -> float:
 
 
 def _flag(var: str, value: Any) -> bool:
+    """A switch: 1/0, true/false, yes/no, on/off (empty is off)."""
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -228,6 +235,7 @@ def _flag(var: str, value: Any) -> bool:
 
 
 def _patterns(var: str, value: Any) -> tuple[str, ...]:
+    """Host name glob patterns (space or comma)."""
     items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
     out = []
     for item in items:
@@ -238,6 +246,7 @@ def _patterns(var: str, value: Any) -> tuple[str, ...]:
 
 
 def _aliases(var: str, value: Any) -> tuple[tuple[str, str], ...]:
+    """``name=target`` pairs (space or comma), or a mapping; targets normalised."""
     if isinstance(value, Mapping):
         pairs = list(value.items())
     else:
