@@ -12,14 +12,23 @@ import ipaddress
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import IO, Any
 
 from ._errors import ConfigError
 from ._names import classify, is_valid_hostname, normalize
 
-__all__ = ["Config", "ResolvConf", "parse_resolv_conf"]
+__all__ = [
+    "KNOWN_VARIABLES",
+    "SETTINGS",
+    "Config",
+    "Fallback",
+    "ResolvConf",
+    "Setting",
+    "parse_resolv_conf",
+]
 
 RESOLV_CONF = "/etc/resolv.conf"
 NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -123,10 +132,11 @@ def parse_resolv_conf(
     )
 
 
-# --- parsing of single values -------------------------------------------------------------
+# --- parsers: (variable or keyword, value) -> typed value, or a ConfigError naming both --
 
 
 def _nameservers(var: str, value: Any) -> tuple[tuple[str, int], ...]:
+    """Name servers: ``ip[:port]`` items (space or comma), or (ip, port) tuples."""
     items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
     if not items:
         raise ConfigError(var, value, "no name server given")
@@ -162,6 +172,7 @@ def _split_host_port(var: str, whole: Any, item: str) -> tuple[str, int]:
 
 
 def _domains(var: str, value: Any) -> tuple[str, ...]:
+    """A list of domain names (space or comma), normalised."""
     items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
     out = []
     for item in items:
@@ -172,18 +183,21 @@ def _domains(var: str, value: Any) -> tuple[str, ...]:
 
 
 def _domain(var: str, value: Any) -> str:
+    """One domain name, normalised."""
     if not isinstance(value, str) or not is_valid_hostname(value):
         raise ConfigError(var, value, "not a valid domain name")
     return normalize(value)
 
 
 def _namespace(var: str, value: Any) -> str:
+    """A Kubernetes namespace (an RFC 1123 label)."""
     if not isinstance(value, str) or not _NAMESPACE.match(value):
         raise ConfigError(var, value, "not a valid Kubernetes namespace (RFC 1123 label)")
     return value
 
 
 def _int(var: str, value: Any, low: int, high: int) -> int:
+    """A whole number in ``low..high``."""
     try:
         number = int(value.strip()) if isinstance(value, str) else value
     except ValueError:
@@ -196,6 +210,7 @@ def _int(var: str, value: Any, low: int, high: int) -> int:
 
 
 def _seconds(var: str, value: Any, *, positive: bool) -> float:
+    """A finite number of seconds, >= 0 (> 0 when ``positive``)."""
     try:
         number = float(value.strip()) if isinstance(value, str) else float(value)
     except (TypeError, ValueError):
@@ -208,6 +223,7 @@ def _seconds(var: str, value: Any, *, positive: bool) -> float:
 
 
 def _flag(var: str, value: Any) -> bool:
+    """A switch: 1/0, true/false, yes/no, on/off (empty is off)."""
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -219,6 +235,7 @@ def _flag(var: str, value: Any) -> bool:
 
 
 def _patterns(var: str, value: Any) -> tuple[str, ...]:
+    """Host name glob patterns (space or comma)."""
     items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
     out = []
     for item in items:
@@ -229,6 +246,7 @@ def _patterns(var: str, value: Any) -> tuple[str, ...]:
 
 
 def _aliases(var: str, value: Any) -> tuple[tuple[str, str], ...]:
+    """``name=target`` pairs (space or comma), or a mapping; targets normalised."""
     if isinstance(value, Mapping):
         pairs = list(value.items())
     else:
@@ -248,25 +266,288 @@ def _aliases(var: str, value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-# --- the configuration --------------------------------------------------------------------
+# --- showing values (``kubealias env``) ----------------------------------------------------
 
-_ENV = {
-    "nameservers": "KUBEALIAS_NAMESERVERS",
-    "search": "KUBEALIAS_SEARCH",
-    "ndots": "KUBEALIAS_NDOTS",
-    "cluster_domain": "KUBEALIAS_CLUSTER_DOMAIN",
-    "namespace": "KUBEALIAS_NAMESPACE",
-    "timeout": "KUBEALIAS_TIMEOUT",
-    "aliases": "KUBEALIAS_ALIASES",
-    "allowed_targets": "KUBEALIAS_ALLOWED_TARGETS",
-    "strict": "KUBEALIAS_STRICT",
-    "max_stale": "KUBEALIAS_MAX_STALE",
-    "min_ttl": "KUBEALIAS_MIN_TTL",
-    "max_ttl": "KUBEALIAS_MAX_TTL",
-    "disable": "KUBEALIAS_DISABLE",
-}
-# Values that resolv.conf supplies but that have no KUBEALIAS_* variable of their own.
-_KEYWORD_ONLY = ("attempts", "resolv_timeout")
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return " ".join(value)
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "" if value is None else str(value)
+
+
+def _show_nameservers(value: tuple[tuple[str, int], ...]) -> str:
+    return ", ".join(f"{h}:{p}" if ":" not in h else f"[{h}]:{p}" for h, p in value)
+
+
+def _show_aliases(value: Mapping[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in value.items())
+
+
+# --- fallbacks: where a value comes from when no keyword or variable gives it --------------
+
+
+@dataclass
+class _Reading:
+    """What a fallback may consult: resolv.conf, the namespace file and the settings read so far."""
+
+    resolv: ResolvConf
+    conf_label: str
+    namespace_file: str | os.PathLike[str] | None
+    values: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """The value of a setting that nobody gave, and its source, derived from a ``_Reading``."""
+
+    #: How the value is found, for the README (Markdown).
+    doc: str
+    derive: Callable[[_Reading], tuple[Any, str]]
+
+
+def _default_source(note: str) -> str:
+    return f"default ({note})" if note else "default"
+
+
+def _default(value: Any, doc: str | None = None, note: str = "") -> Fallback:
+    """A fixed default value."""
+    return Fallback(
+        doc if doc is not None else _show(value), lambda _: (value, _default_source(note))
+    )
+
+
+def _from_resolv_conf(
+    attr: str,
+    default: Any,
+    doc: str,
+    *,
+    note: str = "",
+    zero_is_unset: bool = False,
+    convert: Callable[[Any], Any] = lambda value: value,
+) -> Fallback:
+    """What resolv.conf (with ``LOCALDOMAIN``/``RES_OPTIONS``) says, else ``default``."""
+
+    def derive(reading: _Reading) -> tuple[Any, str]:
+        value = getattr(reading.resolv, attr)
+        if value is None or value == () or (zero_is_unset and value == 0):
+            return default, _default_source(note)
+        return convert(value), reading.conf_label
+
+    return Fallback(doc, derive)
+
+
+def _cluster_domain_from_search(reading: _Reading) -> tuple[Any, str]:
+    # The kubelet writes "<ns>.svc.<domain> svc.<domain> <domain>": the svc. entry names it.
+    for domain in reading.values["search"]:
+        if domain.startswith("svc."):
+            return domain[len("svc.") :], f"search list ({reading.sources['search']})"
+    return "cluster.local", "default"
+
+
+def _namespace_of_pod(reading: _Reading) -> tuple[Any, str]:
+    from_file = _read_namespace(reading.namespace_file)
+    if from_file:
+        return from_file, f"service-account file {reading.namespace_file}"
+    suffix = ".svc." + reading.values["cluster_domain"]
+    for domain in reading.values["search"]:
+        if domain.endswith(suffix) and "." not in domain[: -len(suffix)]:
+            return domain[: -len(suffix)], f"search list ({reading.sources['search']})"
+    return None, "unknown (no service account, no search entry)"
+
+
+# --- the table ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: the :class:`Config` field, its variable, its parser, its fallback, its doc.
+
+    Precedence: the keyword argument named ``field``, then the environment variable (empty
+    counts as unset), then the fallback.
+    """
+
+    #: The :class:`Config` attribute, which is also the keyword argument.
+    field: str
+    #: The ``KUBEALIAS_*`` variable, or None when only a keyword or resolv.conf sets it.
+    variable: str | None
+    #: (name of the variable or keyword, value) -> typed value; raises ConfigError.
+    parse: Callable[[str, Any], Any]
+    fallback: Fallback
+    #: What it means, one line (Markdown), for the README.
+    doc: str
+    #: Typed value -> text, for ``kubealias env``.
+    show: Callable[[Any], str] = _show
+    #: (name, given value, parsed value, settings read so far) -> the field's value: for a
+    #: setting whose meaning depends on the settings before it in the table.
+    finish: Callable[[str, Any, Any, Mapping[str, Any]], Any] | None = None
+
+    def read(
+        self, keywords: Mapping[str, Any], environ: Mapping[str, str], reading: _Reading
+    ) -> tuple[Any, str]:
+        """The typed value of this setting and where it came from.
+
+        Args:
+            keywords: the keyword arguments given (None already dropped).
+            environ: the environment.
+            reading: resolv.conf, the namespace file and the settings read so far.
+
+        Returns:
+            (value, source).
+
+        Raises:
+            ConfigError: the given value is malformed.
+        """
+        if self.field in keywords:
+            name, value, source = self.field, keywords[self.field], "keyword argument"
+        elif self.variable is not None and environ.get(self.variable, "").strip():
+            name, value = self.variable, environ[self.variable]
+            source = f"environment {self.variable}"
+        else:
+            return self.fallback.derive(reading)
+        typed = self.parse(name, value)
+        if self.finish is not None:
+            typed = self.finish(name, value, typed, reading.values)
+        return typed, source
+
+
+_FROM_OPTIONS = "`options {}:` in `/etc/resolv.conf` (`RES_OPTIONS` honoured), else {}"
+
+#: Every setting, in the order they are read and shown: a fallback may use the ones above it.
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "nameservers",
+        "KUBEALIAS_NAMESERVERS",
+        _nameservers,
+        _from_resolv_conf(
+            "nameservers",
+            (("127.0.0.1", 53),),
+            "from `/etc/resolv.conf`, else `127.0.0.1`",
+            note="no nameserver in resolv.conf",
+        ),
+        "`ip[:port]`, space- or comma-separated",
+        show=_show_nameservers,
+    ),
+    Setting(
+        "search",
+        "KUBEALIAS_SEARCH",
+        _domains,
+        _from_resolv_conf("search", (), "from `/etc/resolv.conf` (`LOCALDOMAIN` honoured)"),
+        "search domains, space- or comma-separated",
+    ),
+    Setting(
+        "ndots",
+        "KUBEALIAS_NDOTS",
+        partial(_int, low=0, high=_MAX_NDOTS),
+        _from_resolv_conf("ndots", 1, _FROM_OPTIONS.format("ndots", 1)),
+        f"ndots: names with fewer dots try the search list first (0..{_MAX_NDOTS})",
+    ),
+    Setting(
+        "cluster_domain",
+        "KUBEALIAS_CLUSTER_DOMAIN",
+        _domain,
+        Fallback(
+            "the `svc.<domain>` search entry, else `cluster.local`", _cluster_domain_from_search
+        ),
+        "cluster DNS domain",
+    ),
+    Setting(
+        "namespace",
+        "KUBEALIAS_NAMESPACE",
+        _namespace,
+        Fallback(
+            "service-account file, else the `<ns>.svc.<domain>` search entry", _namespace_of_pod
+        ),
+        "the pod's namespace",
+    ),
+    Setting(
+        "timeout",
+        "KUBEALIAS_TIMEOUT",
+        partial(_seconds, positive=True),
+        _default(2.0),
+        "seconds for one whole resolution",
+    ),
+    Setting(
+        "aliases",
+        "KUBEALIAS_ALIASES",
+        _aliases,
+        # A fresh dict each time: a shared default would be shared by every Config.
+        Fallback("none", lambda _: ({}, "default (none)")),
+        "static `service=target` pairs, comma-separated"
+        " (TLS name override; addresses still from DNS)",
+        show=_show_aliases,
+        finish=lambda name, value, pairs, read: _alias_table(
+            name, value, pairs, read["cluster_domain"], read["namespace"]
+        ),
+    ),
+    Setting(
+        "allowed_targets",
+        "KUBEALIAS_ALLOWED_TARGETS",
+        _patterns,
+        _default((), "none (no restriction)", note="no restriction"),
+        "glob patterns a TLS name must match",
+    ),
+    Setting(
+        "strict",
+        "KUBEALIAS_STRICT",
+        _flag,
+        _default(False, "off"),
+        "`1`: no rewrite without an allowlist",
+    ),
+    Setting(
+        "max_stale",
+        "KUBEALIAS_MAX_STALE",
+        partial(_seconds, positive=False),
+        _default(300.0),
+        "seconds a stale answer may be served on DNS failure",
+    ),
+    Setting(
+        "min_ttl",
+        "KUBEALIAS_MIN_TTL",
+        partial(_seconds, positive=False),
+        _default(0.0),
+        "shortest cache lifetime, seconds (TTL clamp)",
+    ),
+    Setting(
+        "max_ttl",
+        "KUBEALIAS_MAX_TTL",
+        partial(_seconds, positive=False),
+        _default(300.0),
+        "longest cache lifetime, seconds (TTL clamp)",
+    ),
+    Setting(
+        "disable",
+        "KUBEALIAS_DISABLE",
+        _flag,
+        _default(False, "off"),
+        "`1`: pass everything through",
+    ),
+    # resolv.conf's own retry knobs: kubealias follows them and has no variable of its own.
+    Setting(
+        "attempts",
+        None,
+        partial(_int, low=1, high=_MAX_ATTEMPTS),
+        # "attempts:0" would never send a query: keep the default then, as before.
+        _from_resolv_conf("attempts", 2, _FROM_OPTIONS.format("attempts", 2), zero_is_unset=True),
+        f"rounds over the name servers (1..{_MAX_ATTEMPTS})",
+    ),
+    Setting(
+        "resolv_timeout",
+        None,
+        partial(_seconds, positive=True),
+        _from_resolv_conf(
+            "timeout", 5.0, _FROM_OPTIONS.format("timeout", 5), zero_is_unset=True, convert=float
+        ),
+        "most seconds one query waits for its reply (within the whole `timeout`)",
+    ),
+)
+
+#: Every ``KUBEALIAS_*`` variable kubealias reads (for the unknown-variable check).
+KNOWN_VARIABLES: frozenset[str] = frozenset(s.variable for s in SETTINGS if s.variable)
 
 
 @dataclass(frozen=True)
@@ -274,7 +555,8 @@ class Config:
     """The effective configuration of a :class:`~kubealias.Resolver`.
 
     Build it with :meth:`from_env`; ``Config()`` alone is not meant to be called. ``sources``
-    says, for every field, where its value came from.
+    says, for every field, where its value came from. Every field but ``sources`` has its row
+    in :data:`SETTINGS`.
     """
 
     nameservers: tuple[tuple[str, int], ...]
@@ -306,17 +588,18 @@ class Config:
         """Read the configuration the way the pod's resolver and the environment give it.
 
         Precedence for each value: keyword argument, then ``KUBEALIAS_*`` variable, then
-        resolv.conf (or the service-account namespace file), then the default.
+        resolv.conf (or the service-account namespace file), then the default; each row of
+        :data:`SETTINGS` says which.
 
         Args:
             environ: the environment (default ``os.environ``).
             resolv_conf: path or text file of resolv.conf.
             namespace_file: the service-account namespace file, or None to skip it.
-            **overrides: any field by name (``nameservers``, ``search``, ``ndots``,
-                ``cluster_domain``, ``namespace``, ``timeout``, ``aliases``,
+            **overrides: any field of :data:`SETTINGS` by name (``nameservers``, ``search``,
+                ``ndots``, ``cluster_domain``, ``namespace``, ``timeout``, ``aliases``,
                 ``allowed_targets``, ``strict``, ``max_stale``, ``min_ttl``, ``max_ttl``,
                 ``disable``, ``attempts``, ``resolv_timeout``), as a typed value or as the
-                string the variable would hold.
+                string the variable would hold; None counts as not given.
 
         Returns:
             The effective :class:`Config`.
@@ -325,142 +608,37 @@ class Config:
             ConfigError: a value is malformed; the message names the variable and the value.
             TypeError: an unknown keyword.
         """
-        unknown = set(overrides) - set(_ENV) - set(_KEYWORD_ONLY)
+        unknown = set(overrides) - {s.field for s in SETTINGS}
         if unknown:
             raise TypeError(f"unknown configuration keyword(s): {', '.join(sorted(unknown))}")
         environ = os.environ if environ is None else environ
-        overrides = {k: v for k, v in overrides.items() if v is not None}
-        conf_label = str(resolv_conf) if not hasattr(resolv_conf, "read") else "resolv.conf"
-        resolv = parse_resolv_conf(resolv_conf, environ)
-        sources: dict[str, str] = {}
-
-        def raw(key: str) -> tuple[Any, str] | None:
-            if key in overrides:
-                return overrides[key], "keyword argument"
-            var = _ENV.get(key)
-            if var is not None and environ.get(var, "").strip():
-                return environ[var], f"environment {var}"
-            return None
-
-        def pick(key: str, parse: Any, fallback: tuple[Any, str]) -> Any:
-            given = raw(key)
-            if given is None:
-                value, sources[key] = fallback
-                return value
-            value, sources[key] = given
-            label = _ENV.get(key, key) if not sources[key].startswith("keyword") else key
-            return parse(label, value)
-
-        nameservers = pick(
-            "nameservers",
-            _nameservers,
-            (resolv.nameservers, conf_label)
-            if resolv.nameservers
-            else ((("127.0.0.1", 53),), "default (no nameserver in resolv.conf)"),
+        keywords = {k: v for k, v in overrides.items() if v is not None}
+        reading = _Reading(
+            resolv=parse_resolv_conf(resolv_conf, environ),
+            conf_label=str(resolv_conf) if not hasattr(resolv_conf, "read") else "resolv.conf",
+            namespace_file=namespace_file,
         )
-        search = pick(
-            "search", _domains, (resolv.search, conf_label) if resolv.search else ((), "default")
-        )
-        ndots = pick(
-            "ndots",
-            lambda v, x: _int(v, x, 0, _MAX_NDOTS),
-            (resolv.ndots, conf_label) if resolv.ndots is not None else (1, "default"),
-        )
-        domain_from_search = next(
-            (d[len("svc.") :] for d in search if d.startswith("svc.") and d.count(".") >= 1), None
-        )
-        cluster_domain = pick(
-            "cluster_domain",
-            _domain,
-            (domain_from_search, f"search list ({sources['search']})")
-            if domain_from_search
-            else ("cluster.local", "default"),
-        )
-        ns_fallback: tuple[Any, str] = (None, "unknown (no service account, no search entry)")
-        ns_from_file = _read_namespace(namespace_file)
-        suffix = ".svc." + cluster_domain
-        ns_from_search = next(
-            (
-                d[: -len(suffix)]
-                for d in search
-                if d.endswith(suffix) and "." not in d[: -len(suffix)]
-            ),
-            None,
-        )
-        if ns_from_file:
-            ns_fallback = (ns_from_file, f"service-account file {namespace_file}")
-        elif ns_from_search:
-            ns_fallback = (ns_from_search, f"search list ({sources['search']})")
-        namespace = pick("namespace", _namespace, ns_fallback)
-        timeout = pick("timeout", lambda v, x: _seconds(v, x, positive=True), (2.0, "default"))
-        allowed = pick("allowed_targets", _patterns, ((), "default (no restriction)"))
-        strict = pick("strict", _flag, (False, "default"))
-        max_stale = pick(
-            "max_stale", lambda v, x: _seconds(v, x, positive=False), (300.0, "default")
-        )
-        min_ttl = pick("min_ttl", lambda v, x: _seconds(v, x, positive=False), (0.0, "default"))
-        max_ttl = pick("max_ttl", lambda v, x: _seconds(v, x, positive=False), (300.0, "default"))
+        for setting in SETTINGS:
+            value, source = setting.read(keywords, environ, reading)
+            reading.values[setting.field] = value
+            reading.sources[setting.field] = source
+        min_ttl, max_ttl = reading.values["min_ttl"], reading.values["max_ttl"]
         if min_ttl > max_ttl:
-            var = _ENV["min_ttl"]
-            raise ConfigError(var, min_ttl, f"greater than KUBEALIAS_MAX_TTL={max_ttl:g}")
-        disable = pick("disable", _flag, (False, "default"))
-        attempts = pick(
-            "attempts",
-            lambda v, x: _int(v, x, 1, _MAX_ATTEMPTS),
-            (resolv.attempts, conf_label) if resolv.attempts else (2, "default"),
-        )
-        resolv_timeout = pick(
-            "resolv_timeout",
-            lambda v, x: _seconds(v, x, positive=True),
-            (float(resolv.timeout), conf_label) if resolv.timeout else (5.0, "default"),
-        )
-        aliases = pick(
-            "aliases",
-            lambda v, x: _alias_table(v, x, _aliases(v, x), cluster_domain, namespace),
-            ({}, "default (none)"),
-        )
-        return cls(
-            nameservers=nameservers,
-            search=search,
-            ndots=ndots,
-            cluster_domain=cluster_domain,
-            namespace=namespace,
-            timeout=timeout,
-            aliases=aliases,
-            allowed_targets=allowed,
-            strict=strict,
-            max_stale=max_stale,
-            min_ttl=min_ttl,
-            max_ttl=max_ttl,
-            disable=disable,
-            attempts=attempts,
-            resolv_timeout=resolv_timeout,
-            sources=sources,
-        )
+            raise ConfigError(
+                "KUBEALIAS_MIN_TTL", min_ttl, f"greater than KUBEALIAS_MAX_TTL={max_ttl:g}"
+            )
+        return cls(**reading.values, sources=reading.sources)
 
     def allows(self, tls_name: str) -> bool:
         """True when ``tls_name`` matches one of ``allowed_targets`` (case-insensitive)."""
         return any(fnmatch.fnmatchcase(tls_name, pattern) for pattern in self.allowed_targets)
 
     def describe(self) -> list[tuple[str, str, str]]:
-        """Rows of (setting, value, where it came from), for ``kubealias env``."""
-        rows = []
-        for key in (*_ENV, *_KEYWORD_ONLY):
-            value = getattr(self, key)
-            if key == "nameservers":
-                text = ", ".join(f"{h}:{p}" if ":" not in h else f"[{h}]:{p}" for h, p in value)
-            elif key == "aliases":
-                text = ", ".join(f"{k}={v}" for k, v in value.items())
-            elif isinstance(value, tuple):
-                text = " ".join(value)
-            elif isinstance(value, bool):
-                text = "1" if value else "0"
-            elif isinstance(value, float):
-                text = f"{value:g}"
-            else:
-                text = "" if value is None else str(value)
-            rows.append((_ENV.get(key, key), text, self.sources.get(key, "")))
-        return rows
+        """Rows of (variable or keyword, value, where it came from), for ``kubealias env``."""
+        return [
+            (s.variable or s.field, s.show(getattr(self, s.field)), self.sources.get(s.field, ""))
+            for s in SETTINGS
+        ]
 
 
 def _read_namespace(path: str | os.PathLike[str] | None) -> str | None:
