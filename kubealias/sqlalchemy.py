@@ -18,9 +18,9 @@ connection arguments" in the engine documentation). It fires for every new DBAPI
 engine's pool makes, so pooled engines resolve again whenever they open a connection:
 
 * **sync engines** (``postgresql+psycopg``): the keyword arguments SQLAlchemy is about to pass
-  to :func:`psycopg.connect` are rewritten in place by
-  :func:`kubealias.psycopg.rewrite_params` (same rules: ``host`` becomes the TLS name,
-  ``hostaddr`` the addresses).
+  to :func:`psycopg.connect` are rewritten in place with the rules of
+  :class:`kubealias.psycopg.Connection` (``host`` becomes the TLS name, ``hostaddr`` the
+  addresses; an in-cluster Service keeps its name, pinned to the answer's addresses).
 * **async engines** (``create_async_engine``, ``postgresql+psycopg`` or
   ``postgresql+psycopg_async``): the event runs synchronously on the event loop's thread
   (inside SQLAlchemy's greenlet adapter), where a DNS query on a cache miss would stall every
