@@ -352,20 +352,8 @@ async def aresolve_params(
 ) -> dict[str, Any]:
     """:func:`resolve_params` resolving with ``aresolve``: the event loop is never blocked.
 
-    Args:
-        binding: The libpq binding whose errors to raise.
-        params: libpq connection parameters; not modified.
-        resolver: The resolver; None for the default one.
-        environ: The environment for ``PG*`` (None: ``os.environ``).
-        pin: See :func:`rewrite` (True on the connection paths).
-
-    Returns:
-        A new dict: the rewritten parameters, or a copy of ``params``.
-
-    Raises:
-        Exception: ``binding.operational_error`` when an alias cannot be resolved safely; the
-            :class:`kubealias.KubeAliasError` is chained as ``__cause__``.
-        ConfigError: no resolver was given and ``KUBEALIAS_*`` is malformed.
+    The same arguments, result and errors as :func:`resolve_params`; the same hosts are
+    looked up (:func:`lookups`) and the same :func:`rewrite` decides.
     """
     chosen = resolver or get_default_resolver()
     env = os.environ if environ is None else environ

@@ -138,16 +138,11 @@ REWRITES = [
         id="pin-keeps-the-name-of-a-cluster-ip",
     ),
     pytest.param(
-        {"dbname": "app"},
-        {"PGHOST": "replicas", "PGPORT": "6543"},
-        False,
-        {
-            "dbname": "app",
-            "host": f"{REPLICAS},{REPLICAS}",
-            "hostaddr": "127.0.0.21,127.0.0.22",
-            "port": "6543,6543",
-        },
-        id="pghost-pgport",
+        {},
+        {"PGHOST": "orders,database", "PGHOSTADDR": "127.0.0.1,", "PGPORT": "6543"},
+        True,
+        {"host": f"orders,{RDS}", "hostaddr": "127.0.0.1,127.0.0.10", "port": "6543,6543"},
+        id="pghost-pghostaddr-pgport",
     ),
     pytest.param(
         {"host": "database"},
