@@ -18,9 +18,9 @@ connection arguments" in the engine documentation). It fires for every new DBAPI
 engine's pool makes, so pooled engines resolve again whenever they open a connection:
 
 * **sync engines** (``postgresql+psycopg``): the keyword arguments SQLAlchemy is about to pass
-  to :func:`psycopg.connect` are rewritten in place by
-  :func:`kubealias.psycopg.rewrite_params` (same rules: ``host`` becomes the TLS name,
-  ``hostaddr`` the addresses).
+  to :func:`psycopg.connect` are rewritten in place with the rules of
+  :class:`kubealias.psycopg.Connection` (``host`` becomes the TLS name, ``hostaddr`` the
+  addresses; an in-cluster Service keeps its name, pinned to the answer's addresses).
 * **async engines** (``create_async_engine``, ``postgresql+psycopg`` or
   ``postgresql+psycopg_async``): the event runs synchronously on the event loop's thread
   (inside SQLAlchemy's greenlet adapter), where a DNS query on a cache miss would stall every
@@ -56,11 +56,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "kubealias.sqlalchemy needs SQLAlchemy 2: pip install 'kubealias[sqlalchemy]'"
     ) from exc
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
-
+from . import _libpq
 from ._resolver import Resolver
-from .psycopg import AsyncConnection, _connection_params, _not_utf8, _redacted
+from .psycopg import AsyncConnection
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import Dialect
@@ -84,9 +82,6 @@ class _Binding(NamedTuple):
 #: Keyed by dialect because that is what SQLAlchemy hands the listener; an engine's
 #: execution_options() copies share their parent's dialect and pool.
 _bindings: weakref.WeakKeyDictionary[Dialect, _Binding] = weakref.WeakKeyDictionary()
-
-#: The keys of a host list; the only ones the rewrite changes.
-_HOST_KEYS = ("host", "hostaddr", "port")
 
 
 def install(engine: _E, *, resolver: Resolver | None = None) -> _E:
@@ -141,17 +136,10 @@ def _do_connect(
     # put a conninfo string there. Keyword arguments override it in psycopg.connect, so the
     # rewritten host keys go into cparams and cargs stays as it is.
     conninfo = cargs[0] if cargs and isinstance(cargs[0], str) else ""
-    failure = None
-    try:
-        # conninfo_to_dict keeps non-libpq keywords (``context``...) as they are.
-        merged = conninfo_to_dict(conninfo, **cparams) if conninfo else dict(cparams)
-    except psycopg.ProgrammingError as exc:
-        failure = _redacted(exc)
-    except UnicodeDecodeError:  # its repr would show the bytes, password included
-        failure = _not_utf8()
-    if failure is not None:
-        raise failure  # outside the except: libpq's own error (with the token) is not chained
-    rewritten = _connection_params(merged, binding.resolver)
-    for key in _HOST_KEYS:
+    psycopg3 = _libpq.psycopg3()
+    # psycopg's parser keeps non-libpq keywords (``context``...) as they are.
+    merged = _libpq.parse(psycopg3, conninfo, cparams) if conninfo else dict(cparams)
+    rewritten = _libpq.resolve_params(psycopg3, merged, binding.resolver, pin=True)
+    for key in _libpq.HOST_KEYS:
         if key in rewritten and rewritten[key] != merged.get(key):
             cparams[key] = rewritten[key]

@@ -16,8 +16,9 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("kubealias.django needs Django: pip install 'kubealias[django]'") from exc
 
+from .. import _libpq
 from .._resolver import Resolver
-from ..psycopg import Connection, _connection_params
+from ..psycopg import Connection
 
 __all__ = ["DatabaseWrapper"]
 
@@ -87,4 +88,5 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):  # type: ignore[misc]  # Djan
             # The pool ignores conn_params and connects through its connection_class,
             # which resolves on each connect.
             return super().get_new_connection(conn_params)
-        return super().get_new_connection(_connection_params(conn_params, self.resolver))
+        params = _libpq.resolve_params(_libpq.psycopg3(), conn_params, self.resolver, pin=True)
+        return super().get_new_connection(params)

@@ -3,6 +3,11 @@
 The names are shared by ``test_requests_adapter.py``, ``test_urllib3_manager.py`` and
 ``test_httpx_adapter.py`` (which import the constants from here).
 
+The libpq adapter tests (``test_psycopg_rewrite.py``, ``test_sqlalchemy_django.py``) share the
+last section: ``pg_dns`` (the article's Services plus ``replicas``, an alias with two
+addresses; a module that needs other addresses overrides it and ``pg_resolver`` follows),
+``pg_resolver`` and ``closed_port``, and import its constants.
+
 Every server binds 127.0.0.1 only. :data:`ALIASES` are ExternalName services in namespace
 ``production`` of the in-process cluster DNS, each a CNAME to an external name whose A records
 are loopback addresses (127.0.0.2 and 127.0.0.3 have nothing listening: connections are refused).
@@ -219,3 +224,34 @@ def lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(socket, "getaddrinfo", spy)
     return names
+
+
+# --- the libpq adapters: cluster DNS and a closed port -------------------------------------------
+
+RDS = "mydb.abc123.us-east-1.rds.amazonaws.com"  # the TLS name of `database`
+PROD = "prod-db.abc123.us-east-1.rds.amazonaws.com"  # the TLS name of `postgres`
+REPLICAS = "replicas.example.test"  # the TLS name of `replicas`: two addresses
+REDIS = "redis.shared-infra.svc.cluster.local"  # `shared-cache.app-team-a` stays in the cluster
+DATABASE_FQDN = "database.production.svc.cluster.local"
+PASSWORD = "Pw-9f2c-TOKEN"  # never to be seen in an error or a log record
+
+
+@pytest.fixture
+def pg_dns(cluster_dns: ClusterDNS) -> ClusterDNS:
+    cluster_dns.article_services()  # database -> RDS -> EC2 (127.0.0.10), postgres, orders...
+    cluster_dns.external_name("replicas", "production", REPLICAS)
+    cluster_dns.record(REPLICAS, "A", ["127.0.0.21", "127.0.0.22"])
+    return cluster_dns
+
+
+@pytest.fixture
+def pg_resolver(pg_dns: ClusterDNS) -> Resolver:
+    return pg_dns.resolver(timeout=1)
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A TCP port with nothing listening (on any loopback address: 127/8 is all ``lo``)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -7,7 +7,6 @@ No PostgreSQL server: connection attempts go to closed ports on loopback address
 from __future__ import annotations
 
 import logging
-import socket
 import traceback
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -22,34 +21,7 @@ import kubealias
 from kubealias import KubeAliasError, PolicyError, ResolutionError, Resolver
 from kubealias.psycopg import AsyncConnection, Connection, connect, rewrite_conninfo, rewrite_params
 from kubealias.testing import ClusterDNS
-
-RDS = "mydb.abc123.us-east-1.rds.amazonaws.com"  # the TLS name of `database`
-PROD = "prod-db.abc123.us-east-1.rds.amazonaws.com"  # the TLS name of `postgres`
-REPLICAS = "replicas.example.test"  # the TLS name of `replicas`: two addresses
-REDIS = "redis.shared-infra.svc.cluster.local"  # `shared-cache.app-team-a` stays in the cluster
-DATABASE_FQDN = "database.production.svc.cluster.local"
-PASSWORD = "Pw-9f2c-TOKEN"  # never to be seen in an error or a log record
-
-
-@pytest.fixture
-def pg_dns(cluster_dns: ClusterDNS) -> ClusterDNS:
-    cluster_dns.article_services()  # database -> RDS -> EC2 (127.0.0.10), postgres, orders...
-    cluster_dns.external_name("replicas", "production", REPLICAS)
-    cluster_dns.record(REPLICAS, "A", ["127.0.0.21", "127.0.0.22"])
-    return cluster_dns
-
-
-@pytest.fixture
-def pg_resolver(pg_dns: ClusterDNS) -> Resolver:
-    return pg_dns.resolver(timeout=1)
-
-
-@pytest.fixture
-def closed_port() -> int:
-    """A TCP port with nothing listening (on any loopback address: 127/8 is all ``lo``)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.unit.conftest import DATABASE_FQDN, PASSWORD, PROD, RDS, REDIS, REPLICAS
 
 
 def parsed(conninfo: str) -> dict[str, Any]:

@@ -8,7 +8,6 @@ exactly the arguments psycopg would have used.
 from __future__ import annotations
 
 import itertools
-import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -25,10 +24,7 @@ import kubealias.psycopg
 from kubealias import KubeAliasError, Resolver
 from kubealias.sqlalchemy import install
 from kubealias.testing import ClusterDNS
-
-RDS = "mydb.abc123.us-east-1.rds.amazonaws.com"
-DATABASE_FQDN = "database.production.svc.cluster.local"
-PASSWORD = "Pw-9f2c-TOKEN"
+from tests.unit.conftest import DATABASE_FQDN, PASSWORD, RDS
 
 
 class Recorded(psycopg.OperationalError):
@@ -37,20 +33,9 @@ class Recorded(psycopg.OperationalError):
 
 @pytest.fixture
 def pg_dns(cluster_dns: ClusterDNS) -> ClusterDNS:
+    """conftest's, with ``database`` at 127.0.0.1 (``pg_resolver`` asks this one here)."""
     cluster_dns.article_services(database_ip="127.0.0.1")  # database -> RDS -> 127.0.0.1
     return cluster_dns
-
-
-@pytest.fixture
-def pg_resolver(pg_dns: ClusterDNS) -> Resolver:
-    return pg_dns.resolver(timeout=1)
-
-
-@pytest.fixture
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
