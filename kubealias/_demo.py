@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ._cli import print_resolution
+from ._report import print_resolution
 
 if TYPE_CHECKING:
     from ._resolver import Resolver
