@@ -289,7 +289,11 @@ class TLSServer:
 
     @property
     def connections(self) -> list[Connection]:
-        """Every completed handshake so far, in order, each with its requests."""
+        """Every completed handshake so far, in order, each with its requests.
+
+        The server records a connection when its side of the handshake ends, which can be just
+        after the client's: read it once the client got an answer, or after :meth:`close`.
+        """
         with self._lock:
             return list(self._connections)
 
