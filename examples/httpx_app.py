@@ -11,8 +11,8 @@ Inside a pod (the default resolver reads the pod's ``/etc/resolv.conf``)::
     PAYMENT_API_URL=https://payment-api/v1/charges python examples/httpx_app.py [--async]
 
 The CA bundle is httpx's default unless ``REQUESTS_CA_BUNDLE`` or ``SSL_CERT_FILE`` names one.
-Against the demo lab of ``kubealias demo`` (in-process cluster DNS and TLS server, no
-cluster)::
+Against an in-process cluster DNS and TLS server from ``kubealias.testing`` (as
+``kubealias demo`` does; needs ``pip install 'kubealias[demo]'``, no cluster)::
 
     python examples/httpx_app.py --demo [--async]
 """
@@ -36,7 +36,7 @@ DEFAULT_URL = "https://payment-api/v1/charges"
 
 
 def describe(answer: Any) -> str:
-    """What the demo server echoes (SNI, Host, connection reuse), or the API's answer as is."""
+    """What the test server echoes (SNI, Host, connection reuse), or the API's answer as is."""
     if isinstance(answer, dict) and {"sni", "host", "connection", "requests"} <= answer.keys():
         return (
             f"server saw SNI {answer['sni']}, Host {answer['host']}, "
@@ -108,16 +108,21 @@ def run(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--demo", action="store_true", help="run against the in-process demo lab")
+    parser.add_argument("--demo", action="store_true", help="run against an in-process lab")
     parser.add_argument("--async", dest="use_async", action="store_true", help="use AsyncClient")
     parser.add_argument("--count", type=int, default=3, help="charges to send (default 3)")
     args = parser.parse_args(argv)
     if args.demo:
-        from kubealias._demo import demo_lab
+        from kubealias.testing import ClusterDNS, TLSServer
 
-        with demo_lab() as lab:
-            url = lab.url("payment-api", "/v1/charges")
-            return run(url, lab.client_context(), lab.resolver, args.count, args.use_async)
+        # payment-api is an ExternalName for the provider's host, served on 127.0.0.1 by a TLS
+        # server whose certificate names only that host.
+        with ClusterDNS(namespace="production") as dns:
+            dns.article_services(payment_api_ip="127.0.0.1")
+            resolver = dns.resolver()
+            with TLSServer([resolver.resolve("payment-api").tls_name]) as server:
+                url = server.url("payment-api", "/v1/charges")
+                return run(url, server.client_context(), resolver, args.count, args.use_async)
     url = os.environ.get("PAYMENT_API_URL", DEFAULT_URL)
     cafile = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE")
     # httpx 0.28 takes a CA bundle as an SSLContext (verify=<path> is deprecated).

@@ -13,8 +13,8 @@ Inside a pod (the default resolver reads the pod's ``/etc/resolv.conf``)::
     PAYMENT_API_URL=https://payment-api/v1/charges python examples/requests_app.py
 
 The CA bundle is requests' own default unless ``REQUESTS_CA_BUNDLE`` or ``SSL_CERT_FILE`` names
-one. Against the demo lab of ``kubealias demo`` (in-process cluster DNS and TLS server, no
-cluster)::
+one. Against an in-process cluster DNS and TLS server from ``kubealias.testing`` (as
+``kubealias demo`` does; needs ``pip install 'kubealias[demo]'``, no cluster)::
 
     python examples/requests_app.py --demo
 """
@@ -62,7 +62,7 @@ def charge(session: requests.Session, url: str, verify: str | bool, cents: int) 
 
 
 def describe(answer: Any) -> str:
-    """What the demo server echoes (SNI, Host, connection reuse), or the API's answer as is."""
+    """What the test server echoes (SNI, Host, connection reuse), or the API's answer as is."""
     if isinstance(answer, dict) and {"sni", "host", "connection", "requests"} <= answer.keys():
         return (
             f"server saw SNI {answer['sni']}, Host {answer['host']}, "
@@ -87,14 +87,20 @@ def run(url: str, verify: str | bool, resolver: kubealias.Resolver | None, count
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--demo", action="store_true", help="run against the in-process demo lab")
+    parser.add_argument("--demo", action="store_true", help="run against an in-process lab")
     parser.add_argument("--count", type=int, default=3, help="charges to send (default 3)")
     args = parser.parse_args(argv)
     if args.demo:
-        from kubealias._demo import demo_lab
+        from kubealias.testing import ClusterDNS, TLSServer
 
-        with demo_lab() as lab:
-            return run(lab.url("payment-api", "/v1/charges"), lab.cafile, lab.resolver, args.count)
+        # payment-api is an ExternalName for the provider's host, served on 127.0.0.1 by a TLS
+        # server whose certificate names only that host.
+        with ClusterDNS(namespace="production") as dns:
+            dns.article_services(payment_api_ip="127.0.0.1")
+            resolver = dns.resolver()
+            with TLSServer([resolver.resolve("payment-api").tls_name]) as server:
+                url = server.url("payment-api", "/v1/charges")
+                return run(url, server.cafile, resolver, args.count)
     url = os.environ.get("PAYMENT_API_URL", DEFAULT_URL)
     verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or True
     return run(url, verify, None, args.count)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ._models import Resolution
+from ._report import print_resolution
 from ._resolver import Resolver
 
 __all__ = ["main"]
@@ -105,35 +106,6 @@ def _cache_text(resolver: Resolver, result: Resolution) -> str:
         f"cached for {result.ttl:.0f} s ({basis}, clamped to "
         f"{cfg.min_ttl:g}..{cfg.max_ttl:g} s by KUBEALIAS_MIN_TTL/MAX_TTL)"
     )
-
-
-def print_resolution(result: Resolution, out: TextIO, *, cache: str = "") -> None:
-    """The readable form of a :class:`Resolution`, as ``kubealias resolve`` prints it."""
-    w = 12
-    print(f"{'name':<{w}}{result.name}", file=out)
-    if result.candidates:
-        first = True
-        for name, outcome in result.candidates:
-            label = "tried" if first else ""
-            print(f"{label:<{w}}{name:<50} {outcome}", file=out)
-            first = False
-    if result.chain:
-        ttls = list(result.chain_ttls) + [None] * (len(result.chain) - len(result.chain_ttls))
-        for i, (name, ttl) in enumerate(zip(result.chain, ttls, strict=True)):
-            label = "chain" if i == 0 else ""
-            kind = "CNAME" if i < len(result.chain) - 1 else "A/AAAA"
-            arrow = "   " if i == 0 else "-> "
-            ttl_text = f"{kind}, TTL {ttl}" if ttl is not None else kind
-            print(f"{label:<{w}}{arrow}{name}  ({ttl_text})", file=out)
-    print(f"{'TLS name':<{w}}{result.tls_name}", file=out)
-    if result.addresses:
-        print(f"{'addresses':<{w}}{', '.join(result.addresses)}", file=out)
-    alias = "yes" if result.is_alias else "no"
-    print(f"{'alias':<{w}}{alias}: {result.reason}", file=out)
-    if result.stale:
-        print(f"{'stale':<{w}}yes: the DNS server failed; serving the previous answer", file=out)
-    if cache:
-        print(f"{'cache':<{w}}{cache}", file=out)
 
 
 # --- env ----------------------------------------------------------------------------------

@@ -10,10 +10,28 @@ with kubealias, see :mod:`kubealias.testing.pytest_plugin`) gives one, started::
         cluster_dns.record("mydb.example.test", "A", "127.0.0.10")
         resolution = cluster_dns.resolver().resolve("database")
         assert resolution.tls_name == "mydb.example.test"
+
+:class:`TLSServer` is the external server behind the alias: a TLS server on 127.0.0.1 with a
+certificate per name chosen by SNI (from a throwaway CA; needs trustme, the ``demo`` extra), a
+default certificate for any other SNI, and a record of what each connection saw (SNI, ``Host``).
 """
 
 from __future__ import annotations
 
 from ._server import ClusterDNS, Fault, Query, RawBuilder, add_article_services, raw_cname
+from ._tls import DEFAULT_NAMES, Connection, Reply, Request, TLSServer, vhost_echo
 
-__all__ = ["ClusterDNS", "Fault", "Query", "RawBuilder", "add_article_services", "raw_cname"]
+__all__ = [
+    "DEFAULT_NAMES",
+    "ClusterDNS",
+    "Connection",
+    "Fault",
+    "Query",
+    "RawBuilder",
+    "Reply",
+    "Request",
+    "TLSServer",
+    "add_article_services",
+    "raw_cname",
+    "vhost_echo",
+]

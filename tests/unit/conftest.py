@@ -18,18 +18,17 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
-import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import trustme
 
 from kubealias import Resolver
-from kubealias.testing import ClusterDNS
-from tests.unit._tls_echo import TLSEchoServer
+from kubealias.testing import ClusterDNS, Reply, Request, TLSServer
 
 PAYMENT = "payment.example.test"
 SECOND = "second.example.test"
@@ -51,7 +50,7 @@ def url(port: int, host: str, path: str = "/", scheme: str = "https") -> str:
     return f"{scheme}://{host}:{port}{path}"
 
 
-# --- certificates and the TLS echo server -------------------------------------------------------
+# --- certificates and the TLS server -------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -75,24 +74,46 @@ def other_cafile(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(path)
 
 
-@pytest.fixture(scope="module")
-def server(ca: trustme.CA) -> Iterator[TLSEchoServer]:
-    with TLSEchoServer(ca, [PAYMENT, SECOND, MULTI, "localhost"]) as echo:
-        yield echo
+def echo(request: Request) -> Reply:
+    """The adapter suites' answer: what the server saw, judged by SNI alone.
+
+    ``{"sni": <SNI or None>, "host": <Host as sent>, "conn": <connection number>, "path": <path
+    without query>, "method": ..., "body": <text>}``: 421 for an SNI the server has no
+    certificate for (as nginx's default_server in the lab), 200 otherwise, also without SNI (an
+    IP literal; the default certificate is valid for 127.0.0.1); ``/redirect?to=URL`` answers
+    302 to URL.
+    """
+    url = urlsplit(request.target)
+    status, headers = 200, {}
+    if request.sni is not None and request.vhost is None:
+        status = 421  # Misdirected Request
+    elif url.path == "/redirect":
+        status, headers = 302, {"Location": parse_qs(url.query)["to"][0]}
+    return Reply.json(
+        {
+            "sni": request.sni,
+            "host": request.host,
+            "conn": request.connection,
+            "path": url.path,
+            "method": request.method,
+            "body": request.body.decode("latin-1"),
+        },
+        status=status,
+        headers=headers,
+    )
 
 
 @pytest.fixture(scope="module")
-def mtls_server(ca: trustme.CA) -> Iterator[TLSEchoServer]:
+def server(ca: trustme.CA) -> Iterator[TLSServer]:
+    with TLSServer([PAYMENT, SECOND, MULTI, "localhost"], ca=ca, app=echo, http=True) as tls:
+        yield tls
+
+
+@pytest.fixture(scope="module")
+def mtls_server(ca: trustme.CA) -> Iterator[TLSServer]:
     """An echo server that requires a client certificate issued by ``ca``."""
-    echo = TLSEchoServer(ca, [PAYMENT])
-    # The echo server has no option for it: set it on its contexts before it serves anything.
-    # On the default one too: OpenSSL keeps the verify mode of the context a connection starts
-    # with when the SNI callback switches to a per-name context (SSL_set_SSL_CTX).
-    for context in [echo._server.context, *echo._contexts.values()]:
-        context.verify_mode = ssl.CERT_REQUIRED
-        ca.configure_trust(context)
-    with echo:
-        yield echo
+    with TLSServer([PAYMENT], ca=ca, app=echo, http=True, require_client_cert=True) as tls:
+        yield tls
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,8 +13,7 @@ import pytest
 import trustme
 
 from kubealias._cli import main, split_target
-from kubealias._demo import TLSServer
-from kubealias.testing import ClusterDNS
+from kubealias.testing import ClusterDNS, TLSServer
 
 RDS = "mydb.abc123.us-east-1.rds.amazonaws.com"
 
@@ -102,9 +100,8 @@ def cafile(ca: trustme.CA, tmp_path: Path) -> str:
 
 @pytest.fixture(params=[False, True], ids=["https", "postgres"])
 def tls_server(request: pytest.FixtureRequest, ca: trustme.CA) -> Iterator[TLSServer]:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(RDS).configure_cert(context)
-    with TLSServer(context, postgres=request.param) as server:
+    # One certificate, for the external name, whatever the SNI.
+    with TLSServer(ca=ca, default_names=[RDS], postgres=request.param) as server:
         yield server
 
 

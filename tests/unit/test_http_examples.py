@@ -1,8 +1,9 @@
-"""The HTTP examples run as documented, against the demo lab (``kubealias._demo.demo_lab``).
+"""The HTTP examples run as documented, against a cluster DNS and TLS server on loopback.
 
-Each example runs as a subprocess: with ``--demo`` it starts the lab itself; without, it takes
-the default resolver and ``PAYMENT_API_URL``/CA bundle from the environment, pointed here at a
-lab started by the test (``DemoLab.env()``), as a pod's environment would point it.
+Each example runs as a subprocess: with ``--demo`` it starts a lab itself from
+``kubealias.testing``; without, it takes the default resolver and ``PAYMENT_API_URL``/CA bundle
+from the environment, pointed here at the demo lab (``kubealias._demo.demo_lab``) started by the
+test (``DemoLab.env()``), as a pod's environment would point it.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A full run needs a PostgreSQL server, which runs only in the pod emulation (root): see
 ``tests/e2e/postgres/test_pg_examples_pod.py``. Here each example runs as a subprocess against
 the in-process cluster DNS (``KUBEALIAS_*`` pointing at it, as ``cluster_dns.env()`` gives) and
-the demo's TLS server in PostgreSQL mode (it answers the SSLRequest, then does TLS with a
+``kubealias.testing.TLSServer`` in PostgreSQL mode (it answers the SSLRequest, then does TLS with a
 certificate for the external name only, then says hello instead of speaking the protocol). So
 the example gets past ``sslmode=verify-full`` for the external name, and fails right after with
 libpq's protocol error: proof that it verified the right name, with no server and no root.
@@ -12,7 +12,6 @@ libpq's protocol error: proof that it verified the right name, with no server an
 from __future__ import annotations
 
 import os
-import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,8 +20,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from kubealias._demo import TLSServer
-from kubealias.testing import ClusterDNS
+from kubealias.testing import ClusterDNS, TLSServer
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 POSTGRES_EXTERNAL = "prod-db.abc123.us-east-1.rds.amazonaws.com"
@@ -51,19 +49,12 @@ class Lab:
 @pytest.fixture
 def lab(cluster_dns: ClusterDNS, tmp_path: Path) -> Iterator[Lab]:
     cluster_dns.article_services(database_ip="127.0.0.1", postgres_ip="127.0.0.1")
-    ca = trustme.CA()
-
-    def context(*names: str) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ca.issue_cert(*names).configure_cert(ctx)
-        return ctx
-
-    cafile, wrong_cafile = str(tmp_path / "ca.pem"), str(tmp_path / "wrong.pem")
-    ca.cert_pem.write_to_path(cafile)
+    wrong_cafile = str(tmp_path / "wrong.pem")
     trustme.CA().cert_pem.write_to_path(wrong_cafile)
-    vhosts = {name: context(name) for name in (POSTGRES_EXTERNAL, DATABASE_EXTERNAL)}
-    with TLSServer(context("default.invalid"), postgres=True, vhosts=vhosts) as server:
-        yield Lab(cluster_dns, server, cafile, wrong_cafile)
+    with TLSServer(
+        [POSTGRES_EXTERNAL, DATABASE_EXTERNAL], default_names=["default.invalid"], postgres=True
+    ) as server:
+        yield Lab(cluster_dns, server, server.cafile, wrong_cafile)
 
 
 def run(script: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

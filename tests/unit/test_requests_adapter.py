@@ -21,7 +21,8 @@ import kubealias.urllib3
 from kubealias import PolicyError, ResolutionError, Resolver
 from kubealias.requests import KubeAliasAdapter, Session
 from kubealias.testing import ClusterDNS
-from tests.unit._tls_echo import ConnectProxy, TLSEchoServer
+from kubealias.testing import TLSServer as TLSEchoServer
+from tests.unit._connect_proxy import ConnectProxy
 from tests.unit.conftest import DEAD, MULTI, PAYMENT, SECOND, WRONG, FakeClock, url
 
 
@@ -61,7 +62,8 @@ def test_alias_is_verified_as_the_external_name_and_reused(
 
     assert {(b["sni"], b["host"]) for b in bodies} == {(PAYMENT, f"{PAYMENT}:{server.port}")}
     assert [b["path"] for b in bodies] == [f"/{n}" for n in range(5)]
-    assert server.connections[before:] == [PAYMENT]  # five requests, one TLS handshake
+    # Five requests, one TLS handshake
+    assert [c.sni for c in server.connections[before:]] == [PAYMENT]
     assert lookups == []  # connected to the cluster DNS's addresses: no second lookup
     # Resolved once (A and AAAA of the first search candidate), then from the cache.
     assert {q.name for q in dns.queries} == {"payment-api.production.svc.cluster.local"}

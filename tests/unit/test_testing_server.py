@@ -81,12 +81,18 @@ def test_fixture_gives_a_started_server_for_production(cluster_dns):
 
 def test_public_names():
     assert set(kubealias.testing.__all__) == {
+        "DEFAULT_NAMES",
         "ClusterDNS",
+        "Connection",
         "Fault",
         "Query",
         "RawBuilder",
+        "Reply",
+        "Request",
+        "TLSServer",
         "add_article_services",
         "raw_cname",
+        "vhost_echo",
     }
 
 

@@ -27,8 +27,9 @@ import kubealias._http
 from kubealias import PolicyError, ResolutionError, Resolver
 from kubealias._http import Route, connect_first, plan_route
 from kubealias.testing import ClusterDNS
+from kubealias.testing import TLSServer as TLSEchoServer
 from kubealias.urllib3 import PoolManager, ProxyManager
-from tests.unit._tls_echo import ConnectProxy, TLSEchoServer
+from tests.unit._connect_proxy import ConnectProxy
 from tests.unit.conftest import DEAD, MULTI, PAYMENT, SECOND, WRONG, FakeClock, url
 
 ALIAS_HTTPS = kubealias.urllib3._AliasHTTPSConnectionPool
@@ -124,7 +125,8 @@ def test_alias_is_verified_as_the_external_name_and_reused(
     bodies = [echo(http.request("GET", url(server.port, "payment-api", f"/{n}"))) for n in range(5)]
 
     assert {(b["sni"], b["host"]) for b in bodies} == {(PAYMENT, f"{PAYMENT}:{server.port}")}
-    assert server.connections[before:] == [PAYMENT]  # five requests, one TLS handshake
+    # Five requests, one TLS handshake
+    assert [c.sni for c in server.connections[before:]] == [PAYMENT]
     assert lookups == []  # connected to the cluster DNS's addresses: no second lookup
     assert {q.name for q in dns.queries} == {"payment-api.production.svc.cluster.local"}
 
