@@ -6,6 +6,7 @@ import importlib
 import json
 import ssl
 import sys
+import types
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -657,6 +658,115 @@ def test_missing_httpx_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 
     with pytest.raises(ImportError, match=r"pip install 'kubealias\[httpx\]'"):
         importlib.import_module("kubealias.httpx")
+
+
+# --- httpx internals: the fallback, and the loud failure (httpx is bounded in pyproject.toml) --
+
+
+def _httpx_without(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """An ``httpx._transports.default`` without ``name``, as kubealias.httpx sees it (httpx's
+    own code keeps its module)."""
+    real = importlib.import_module("httpx._transports.default")
+    stand_in = types.ModuleType(real.__name__)
+    stand_in.__dict__.update({k: v for k, v in vars(real).items() if k != name})
+    monkeypatch.setitem(sys.modules, real.__name__, stand_in)
+
+
+def test_missing_glue_names_what_this_httpx_lacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert kubealias.httpx._missing_glue() == ()
+
+    _httpx_without(monkeypatch, "map_httpcore_exceptions")
+    assert kubealias.httpx._missing_glue() == ("httpx._transports.default.map_httpcore_exceptions",)
+    monkeypatch.setitem(sys.modules, "httpx._transports.default", None)  # no such module
+    assert kubealias.httpx._missing_glue() == ("httpx._transports.default",)
+
+
+def test_an_httpx_without_its_glue_sends_a_second_request_through_the_inner_transport(
+    monkeypatch: pytest.MonkeyPatch,
+    resolver: Resolver,
+    trust: ssl.SSLContext,
+    server: TLSEchoServer,
+) -> None:
+    # An httpx without ResponseStream: kubealias.httpx imported afresh takes the documented
+    # fallback (the package attribute and sys.modules are restored afterwards).
+    _httpx_without(monkeypatch, "ResponseStream")
+    monkeypatch.setattr(kubealias, "httpx", kubealias.httpx)
+    monkeypatch.delitem(sys.modules, "kubealias.httpx")
+    fresh = importlib.import_module("kubealias.httpx")
+    assert (fresh._DIRECT, fresh._MISSING_GLUE) == (
+        False,
+        ("httpx._transports.default.ResponseStream",),
+    )
+    sent: list[httpx.Request] = []
+    real = httpx.HTTPTransport.handle_request
+
+    def spy(inner: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return real(inner, request)
+
+    monkeypatch.setattr(httpx.HTTPTransport, "handle_request", spy)
+    with httpx.Client(transport=fresh.HTTPTransport(verify=trust, resolver=resolver)) as c:
+        response = c.get(url(server, "payment-api"))
+        body = echo(response)
+
+    assert (body["sni"], body["host"]) == (PAYMENT, f"{PAYMENT}:{server.port}")
+    (forwarded,) = sent  # through the route's inner httpx transport, as a new request
+    assert forwarded is not response.request
+    assert forwarded.url == response.request.url
+    assert forwarded.extensions["sni_hostname"] == PAYMENT
+
+
+def _without_network_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every httpx transport built from now on has a pool without ``_network_backend``."""
+    for cls in (httpx.HTTPTransport, httpx.AsyncHTTPTransport):
+
+        def init(self: Any, *args: Any, __real: Any = cls.__init__, **kwargs: Any) -> None:
+            __real(self, *args, **kwargs)
+            del self._pool._network_backend
+
+        monkeypatch.setattr(cls, "__init__", init)
+
+
+async def test_an_httpx_without_the_pool_backend_fails_loudly(
+    monkeypatch: pytest.MonkeyPatch,
+    resolver: Resolver,
+    trust: ssl.SSLContext,
+    server: TLSEchoServer,
+) -> None:
+    _without_network_backend(monkeypatch)
+    versions = f"httpx {httpx.__version__} with httpcore {httpcore.__version__}"
+
+    with (
+        httpx.Client(transport=HTTPTransport(verify=trust, resolver=resolver)) as c,
+        pytest.raises(KubeAliasError) as info,
+    ):
+        c.get(url(server, "payment-api"))
+    message = str(info.value)
+    assert versions in message
+    assert "no usable ConnectionPool._network_backend" in message
+    assert "refusing to connect to an alias by its name" in message
+    assert "httpx>=0.27,<0.29" in message
+
+    async with httpx.AsyncClient(
+        transport=AsyncHTTPTransport(verify=trust, resolver=resolver)
+    ) as ac:
+        with pytest.raises(
+            KubeAliasError, match=r"no usable AsyncConnectionPool\._network_backend"
+        ):
+            await ac.get(url(server, "payment-api"))
+
+
+@pytest.mark.parametrize("cls", [httpx.HTTPTransport, httpx.AsyncHTTPTransport])
+def test_an_httpx_transport_without_a_pool_fails_loudly(cls: type[Any]) -> None:
+    transport = cls()
+    pool = transport._pool
+    del transport._pool
+    try:
+        with pytest.raises(KubeAliasError, match=rf"no usable {cls.__name__}\._pool \(") as info:
+            kubealias.httpx._pin(transport, ROUTE)
+    finally:
+        transport._pool = pool
+    assert httpx.__version__ in str(info.value)
 
 
 # --- async ----------------------------------------------------------------------------------------
