@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import ast
+import hashlib
+import importlib
+import inspect
 import json
 import socket
 import ssl
+import textwrap
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 import urllib3
+from urllib3 import poolmanager
+from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
@@ -694,3 +701,77 @@ def test_a_new_address_order_reuses_the_pool(http: PoolManager) -> None:
         for r in (first, again)
     ]
     assert pools[0] is pools[1]
+
+
+# --- urllib3's code that kubealias follows --------------------------------------------------------
+
+
+def _shape(function: Any) -> str:
+    """A fingerprint of a function's code: the code as Python reads it, without its docstring
+    or comments (a reworded comment is no change of shape)."""
+    node = ast.parse(textwrap.dedent(inspect.getsource(function))).body[0]
+    assert isinstance(node, ast.FunctionDef)
+    if ast.get_docstring(node) is not None:
+        node.body = node.body[1:]
+    return hashlib.sha256(ast.unparse(node).encode()).hexdigest()[:16]
+
+
+# Read for urllib3 2.8.0. _pool_key restates the first, the alias connections' _new_conn the
+# second; the third is the documented hook that hands pool_classes_by_scheme the request context.
+FOLLOWED = {
+    ("urllib3.poolmanager", "_default_key_normalizer"): "98dd8be38ad98a8c",
+    ("urllib3.connection", "HTTPConnection._new_conn"): "905855ed863f6737",
+    ("urllib3.poolmanager", "PoolManager._new_pool"): "f8bfb7f0ac86635e",
+}
+
+
+@pytest.mark.parametrize(("module", "qualname"), FOLLOWED, ids=[q for _, q in FOLLOWED])
+def test_the_urllib3_code_kubealias_follows_has_not_changed_shape(
+    module: str, qualname: str
+) -> None:
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+
+    assert _shape(target) == FOLLOWED[module, qualname], (
+        f"{module}.{qualname} changed shape in urllib3 {urllib3.__version__} (fingerprint "
+        "taken from urllib3 2.8.0): re-read it, bring kubealias/urllib3.py in line with it, "
+        "then update FOLLOWED"
+    )
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        {"scheme": "HTTPS", "host": "Payment-API", "port": 443},
+        {
+            "scheme": "http",
+            "host": "a",
+            "port": 80,
+            "headers": {"X-A": "1"},
+            "_proxy_headers": {"P": "2"},
+            "_socks_options": {"S": "3"},
+            "socket_options": [(6, 1, 1)],
+            "blocksize": 1024,
+            "timeout": 3.0,
+        },
+        {"scheme": "https", "host": "b", "port": 8443, "blocksize": None, "server_hostname": "x"},
+    ],
+)
+def test_pool_key_is_urllib3s_key_plus_the_route(context: dict[str, Any]) -> None:
+    route = Route("payment-api", PAYMENT, ("10.0.0.2", "10.0.0.1"), 443, None)
+    theirs = poolmanager._default_key_normalizer(poolmanager.PoolKey, context)
+
+    ours = kubealias.urllib3._pool_key({**context, "ka_route": route})
+
+    assert ours._asdict() == {**theirs._asdict(), "key_ka_route": route.pool_key}
+    with pytest.raises(TypeError):  # an unknown key, as urllib3's own normaliser
+        kubealias.urllib3._pool_key({**context, "no_such_key": 1})
+    with pytest.raises(TypeError):
+        poolmanager._default_key_normalizer(poolmanager.PoolKey, {**context, "no_such_key": 1})
+
+
+def test_putrequest_has_the_signature_the_alias_connections_call() -> None:
+    parameters = list(inspect.signature(HTTPConnection.putrequest).parameters)
+
+    assert parameters == ["self", "method", "url", "skip_host", "skip_accept_encoding"]
