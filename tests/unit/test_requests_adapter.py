@@ -5,14 +5,13 @@ from __future__ import annotations
 import pickle
 import socket
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.util.retry import Retry
 
 import kubealias
@@ -22,7 +21,7 @@ from kubealias import PolicyError, ResolutionError, Resolver
 from kubealias.requests import KubeAliasAdapter, Session
 from kubealias.testing import ClusterDNS
 from tests.unit._tls_echo import ConnectProxy, TLSEchoServer
-from tests.unit.conftest import DEAD, MULTI, PAYMENT, SECOND, WRONG, FakeClock, url
+from tests.unit.conftest import DEAD, PAYMENT, SECOND, WRONG, FakeClock, url
 
 
 @pytest.fixture
@@ -51,20 +50,6 @@ def pool_for(adapter: HTTPAdapter, target: str, verify: Any = True) -> HTTPConne
 
 
 # --- the documented use ---------------------------------------------------------------------------
-
-
-def test_alias_is_verified_as_the_external_name_and_reused(
-    session: Session, server: TLSEchoServer, dns: ClusterDNS, lookups: list[str]
-) -> None:
-    before = len(server.connections)
-    bodies = [echo(session.get(url(server.port, "payment-api", f"/{n}"))) for n in range(5)]
-
-    assert {(b["sni"], b["host"]) for b in bodies} == {(PAYMENT, f"{PAYMENT}:{server.port}")}
-    assert [b["path"] for b in bodies] == [f"/{n}" for n in range(5)]
-    assert server.connections[before:] == [PAYMENT]  # five requests, one TLS handshake
-    assert lookups == []  # connected to the cluster DNS's addresses: no second lookup
-    # Resolved once (A and AAAA of the first search candidate), then from the cache.
-    assert {q.name for q in dns.queries} == {"payment-api.production.svc.cluster.local"}
 
 
 def test_mounted_on_a_plain_requests_session(
@@ -100,20 +85,6 @@ def test_post_body(session: Session, server: TLSEchoServer) -> None:
 # --- pools: one per TLS name and address set ------------------------------------------------------
 
 
-def test_two_aliases_on_one_address_never_share_a_connection(
-    session: Session, server: TLSEchoServer
-) -> None:
-    conns: dict[str, set[int]] = {PAYMENT: set(), SECOND: set()}
-    for _ in range(4):
-        for service, name in (("payment-api", PAYMENT), ("second-api", SECOND)):
-            body = echo(session.get(url(server.port, service)))
-            assert (body["sni"], body["host"]) == (name, f"{name}:{server.port}")
-            conns[name].add(body["conn"])
-
-    assert len(conns[PAYMENT]) == len(conns[SECOND]) == 1  # each reused
-    assert not conns[PAYMENT] & conns[SECOND]  # never each other's
-
-
 def test_new_tls_name_after_the_ttl_gets_a_new_connection(
     dns: ClusterDNS, clock: FakeClock, cafile: str, server: TLSEchoServer
 ) -> None:
@@ -134,73 +105,7 @@ def test_new_tls_name_after_the_ttl_gets_a_new_connection(
     assert again["conn"] == moved["conn"]
 
 
-def test_new_address_set_after_the_ttl_gets_a_new_pool(
-    dns: ClusterDNS, clock: FakeClock, cafile: str, server: TLSEchoServer
-) -> None:
-    with Session(resolver=dns.resolver(timeout=1, clock=clock)) as s:
-        s.verify = cafile
-        target = url(server.port, "payment-api")
-        first = echo(s.get(target))
-        old_pool = pool_for(adapter_of(s), target, cafile)
-        dns.record(PAYMENT, "A", ["127.0.0.2", "127.0.0.1"], replace=True)
-        clock.advance(6)
-        moved = echo(s.get(target))
-        new_pool = pool_for(adapter_of(s), target, cafile)
-
-    assert moved["sni"] == PAYMENT
-    assert moved["conn"] != first["conn"]  # a new handshake on a new pool
-    assert new_pool is not old_pool
-    assert new_pool.conn_kw["ka_route"].addresses == ("127.0.0.2", "127.0.0.1")
-    assert old_pool.conn_kw["ka_route"].addresses == ("127.0.0.1",)
-
-
 # --- the Host header ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("target", "want"),
-    [
-        ("https://payment-api/", PAYMENT),
-        ("https://payment-api:443/", PAYMENT),
-        ("https://payment-api:8443/", f"{PAYMENT}:8443"),
-        ("https://payment-api:80/", f"{PAYMENT}:80"),
-        ("http://payment-api/", PAYMENT),
-        ("http://payment-api:80/", PAYMENT),
-        ("http://payment-api:8080/", f"{PAYMENT}:8080"),
-    ],
-)
-def test_host_header_has_the_port_only_when_not_the_default(
-    session: Session, target: str, want: str
-) -> None:
-    conn = pool_for(session.get_adapter(target), target)._new_conn()  # never connects
-    conn.putrequest("GET", "/")
-
-    assert f"Host: {want}\r\n".encode() in b"\r\n".join(conn._buffer) + b"\r\n"  # type: ignore[attr-defined]
-
-
-def test_rewrite_host_false_keeps_the_applications_name(
-    resolver: Resolver, cafile: str, server: TLSEchoServer
-) -> None:
-    with Session(resolver=resolver, rewrite_host=False) as s:
-        body = echo(s.get(url(server.port, "payment-api"), verify=cafile))
-
-    # The echo server chooses its virtual host by SNI (421 only for an unknown SNI), so the
-    # original Host is accepted: SNI and verification are still the TLS name.
-    assert (body["sni"], body["host"]) == (PAYMENT, f"payment-api:{server.port}")
-
-
-@pytest.mark.parametrize("rewrite_host", [True, False])
-def test_callers_host_header_is_never_overwritten(
-    resolver: Resolver, cafile: str, server: TLSEchoServer, rewrite_host: bool
-) -> None:
-    with Session(resolver=resolver, rewrite_host=rewrite_host) as s:
-        body = echo(
-            s.get(
-                url(server.port, "payment-api"), headers={"host": "api.example.com"}, verify=cafile
-            )
-        )
-
-    assert (body["sni"], body["host"]) == (PAYMENT, "api.example.com")
 
 
 @pytest.mark.parametrize(
@@ -220,43 +125,7 @@ def test_redirect_to_another_host_does_not_carry_the_rewritten_host(
     assert (final["sni"], final["host"], final["path"]) == (sni, f"{host}:{server.port}", "/final")
 
 
-def test_redirect_within_the_alias_is_rewritten_again(
-    session: Session, server: TLSEchoServer
-) -> None:
-    target = url(server.port, "second-api", "/final")
-    response = session.get(url(server.port, "payment-api", "/redirect"), params={"to": target})
-
-    final = echo(response)
-    assert (final["sni"], final["host"], final["path"]) == (
-        SECOND,
-        f"{SECOND}:{server.port}",
-        "/final",
-    )
-
-
 # --- names that are not aliases -------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("target", "pool_class"),
-    [
-        ("https://api.example.com/v1", HTTPSConnectionPool),
-        ("https://127.0.0.1:8443/", HTTPSConnectionPool),
-        ("https://[::1]/", HTTPSConnectionPool),
-        ("https://localhost/", HTTPSConnectionPool),
-        ("http://api.example.com/", HTTPConnectionPool),
-        ("http://10.0.0.1/", HTTPConnectionPool),
-    ],
-)
-def test_non_alias_takes_urllib3s_own_pool_without_a_dns_query(
-    session: Session, dns: ClusterDNS, target: str, pool_class: type[HTTPConnectionPool]
-) -> None:
-    pool = pool_for(session.get_adapter(target), target)
-
-    assert type(pool) is pool_class
-    assert "ka_route" not in pool.conn_kw
-    assert "server_hostname" not in pool.conn_kw
-    assert dns.queries == []
 
 
 def test_cluster_ip_service_keeps_its_name_and_connects_to_the_answer(
@@ -274,16 +143,6 @@ def test_cluster_ip_service_keeps_its_name_and_connects_to_the_answer(
     with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
         session.get(url(server.port, "ledger"))  # verified as "ledger": the server has no such cert
     assert lookups == []
-
-
-@pytest.mark.parametrize(("host", "sni"), [("localhost", "localhost"), ("127.0.0.1", None)])
-def test_non_alias_request_is_unchanged(
-    session: Session, server: TLSEchoServer, dns: ClusterDNS, host: str, sni: str | None
-) -> None:
-    body = echo(session.get(url(server.port, host)))
-
-    assert (body["sni"], body["host"]) == (sni, f"{host}:{server.port}")
-    assert dns.queries == []
 
 
 # --- verification ---------------------------------------------------------------------------------
@@ -348,30 +207,6 @@ def test_client_certificate_is_passed_through(
 
 
 # --- connecting, timeouts, retries ----------------------------------------------------------------
-
-
-def test_first_address_refusing_moves_to_the_next(
-    session: Session, resolver: Resolver, server: TLSEchoServer, lookups: list[str]
-) -> None:
-    assert resolver.resolve("multi-api").addresses == ("127.0.0.2", "127.0.0.1")
-
-    body = echo(session.get(url(server.port, "multi-api")))
-
-    assert (body["sni"], body["host"]) == (MULTI, f"{MULTI}:{server.port}")
-    assert lookups == []
-
-
-def test_first_address_timing_out_moves_to_the_next(
-    session: Session, dns: ClusterDNS, server: TLSEchoServer
-) -> None:
-    # 127.0.0.2 on the server's port accepts nothing more (its queue is full): SYNs are dropped.
-    with socket.create_server(("127.0.0.2", server.port), backlog=0) as listener:
-        filler = socket.create_connection(listener.getsockname(), timeout=1)
-        with filler:
-            dns.record(PAYMENT, "A", ["127.0.0.2", "127.0.0.1"], replace=True)
-            body = echo(session.get(url(server.port, "payment-api"), timeout=(0.2, 5)))
-
-    assert body["sni"] == PAYMENT
 
 
 def test_no_address_accepting_lists_every_address(session: Session, server: TLSEchoServer) -> None:
@@ -594,33 +429,6 @@ def test_resolution_failure_through_a_proxy(
     assert proxy.targets == []  # never asked the proxy for the service name
 
 
-# --- threads --------------------------------------------------------------------------------------
-
-
-def test_threads_share_one_session(resolver: Resolver, cafile: str, server: TLSEchoServer) -> None:
-    pairs = (("payment-api", PAYMENT), ("second-api", SECOND))
-    with Session(resolver=resolver, pool_maxsize=32) as s:
-        s.verify = cafile
-
-        def work(worker: int) -> int:
-            for n in range(32):
-                service, name = pairs[(worker + n) % 2]
-                response = s.get(url(server.port, service, f"/{worker}/{n}"))
-                body = echo(response)
-                assert (body["sni"], body["host"], body["path"]) == (
-                    name,
-                    f"{name}:{server.port}",
-                    f"/{worker}/{n}",
-                )
-            return worker
-
-        with ThreadPoolExecutor(32) as pool:
-            assert sorted(pool.map(work, range(32))) == list(range(32))
-        keys = adapter_of(s).poolmanager.pools.keys()
-
-    assert sorted(key.key_server_hostname for key in keys) == [PAYMENT, SECOND]
-
-
 # --- the adapter itself ---------------------------------------------------------------------------
 
 
@@ -682,19 +490,3 @@ def test_adapter_pickles_without_a_resolver(
         kubealias.set_default_resolver(None)
 
     assert (body["sni"], body["host"]) == (PAYMENT, f"payment-api:{server.port}")
-
-
-def test_plain_http_alias_connects_to_the_addresses(
-    session: Session, plain_server: Any, lookups: list[str]
-) -> None:
-    port = plain_server.server_address[1]
-    target = url(port, "payment-api", "/plain", scheme="http")
-
-    bodies = [echo(session.get(target)) for _ in range(3)]
-
-    assert {b["host"] for b in bodies} == {f"{PAYMENT}:{port}"}
-    assert len({b["conn"] for b in bodies}) == 1  # keep-alive
-    assert type(pool_for(session.get_adapter(target), target)) is (
-        kubealias.urllib3._AliasHTTPConnectionPool
-    )
-    assert lookups == []  # payment.example.test is known to no resolver but the cluster DNS

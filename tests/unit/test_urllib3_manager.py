@@ -11,7 +11,6 @@ import socket
 import ssl
 import textwrap
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -36,7 +35,7 @@ from kubealias._http import Route, connect_first, plan_route
 from kubealias.testing import ClusterDNS
 from kubealias.urllib3 import PoolManager, ProxyManager
 from tests.unit._tls_echo import ConnectProxy, TLSEchoServer
-from tests.unit.conftest import DEAD, MULTI, PAYMENT, SECOND, WRONG, FakeClock, url
+from tests.unit.conftest import DEAD, PAYMENT, SECOND, WRONG, FakeClock, url
 
 ALIAS_HTTPS = kubealias.urllib3._AliasHTTPSConnectionPool
 ALIAS_HTTP = kubealias.urllib3._AliasHTTPConnectionPool
@@ -124,18 +123,6 @@ def test_connect_first_times_out_per_address(blackhole_port: int) -> None:
 # --- the documented use ---------------------------------------------------------------------------
 
 
-def test_alias_is_verified_as_the_external_name_and_reused(
-    http: PoolManager, server: TLSEchoServer, dns: ClusterDNS, lookups: list[str]
-) -> None:
-    before = len(server.connections)
-    bodies = [echo(http.request("GET", url(server.port, "payment-api", f"/{n}"))) for n in range(5)]
-
-    assert {(b["sni"], b["host"]) for b in bodies} == {(PAYMENT, f"{PAYMENT}:{server.port}")}
-    assert server.connections[before:] == [PAYMENT]  # five requests, one TLS handshake
-    assert lookups == []  # connected to the cluster DNS's addresses: no second lookup
-    assert {q.name for q in dns.queries} == {"payment-api.production.svc.cluster.local"}
-
-
 def test_alias_pool_and_its_verified_connection(http: PoolManager, server: TLSEchoServer) -> None:
     target = url(server.port, "payment-api")
     pool = http.connection_from_url(target)
@@ -172,20 +159,6 @@ def test_post_body_and_preload_content_false(http: PoolManager, server: TLSEchoS
 # --- pools: one per TLS name and address set ------------------------------------------------------
 
 
-def test_two_aliases_on_one_address_never_share_a_connection(
-    http: PoolManager, server: TLSEchoServer
-) -> None:
-    conns: dict[str, set[int]] = {PAYMENT: set(), SECOND: set()}
-    for _ in range(4):
-        for service, name in (("payment-api", PAYMENT), ("second-api", SECOND)):
-            body = echo(http.request("GET", url(server.port, service)))
-            assert (body["sni"], body["host"]) == (name, f"{name}:{server.port}")
-            conns[name].add(body["conn"])
-
-    assert len(conns[PAYMENT]) == len(conns[SECOND]) == 1
-    assert not conns[PAYMENT] & conns[SECOND]
-
-
 def test_new_tls_name_after_the_ttl_gets_a_new_pool(
     dns: ClusterDNS, clock: FakeClock, cafile: str, server: TLSEchoServer
 ) -> None:
@@ -207,69 +180,13 @@ def test_new_tls_name_after_the_ttl_gets_a_new_pool(
     assert new_pool.conn_kw["server_hostname"] == SECOND
 
 
-def test_new_address_set_after_the_ttl_gets_a_new_pool(
-    dns: ClusterDNS, clock: FakeClock, cafile: str, server: TLSEchoServer
-) -> None:
-    target = url(server.port, "payment-api")
-    with PoolManager(ca_certs=cafile, resolver=dns.resolver(timeout=1, clock=clock)) as http:
-        first = echo(http.request("GET", target))
-        dns.record(PAYMENT, "A", ["127.0.0.2", "127.0.0.1"], replace=True)
-        clock.advance(6)
-        moved = echo(http.request("GET", target))
-        pool = http.connection_from_url(target)
-
-    assert moved["sni"] == PAYMENT
-    assert moved["conn"] != first["conn"]
-    assert pool.conn_kw["ka_route"].addresses == ("127.0.0.2", "127.0.0.1")
-
-
 # --- the Host header ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("target", "want"),
-    [
-        ("https://payment-api/", PAYMENT),
-        ("https://payment-api:443/", PAYMENT),
-        ("https://payment-api:8443/", f"{PAYMENT}:8443"),
-        ("http://payment-api/", PAYMENT),
-        ("http://payment-api:8080/", f"{PAYMENT}:8080"),
-    ],
-)
-def test_host_header_has_the_port_only_when_not_the_default(
-    http: PoolManager, target: str, want: str
-) -> None:
-    assert host_header(http.connection_from_url(target)) == want
 
 
 def test_host_header_of_the_caller_is_kept(http: PoolManager) -> None:
     pool = http.connection_from_url("https://payment-api/")
 
     assert host_header(pool, Host="api.example.com") is None  # putrequest adds none: theirs
-
-
-def test_rewrite_host_false_keeps_the_applications_name(
-    resolver: Resolver, cafile: str, server: TLSEchoServer
-) -> None:
-    with PoolManager(ca_certs=cafile, resolver=resolver, rewrite_host=False) as http:
-        body = echo(http.request("GET", url(server.port, "payment-api")))
-
-    # The echo server chooses its virtual host by SNI (421 only for an unknown SNI).
-    assert (body["sni"], body["host"]) == (PAYMENT, f"payment-api:{server.port}")
-
-
-@pytest.mark.parametrize("rewrite_host", [True, False])
-def test_callers_host_header_is_never_overwritten(
-    resolver: Resolver, cafile: str, server: TLSEchoServer, rewrite_host: bool
-) -> None:
-    with PoolManager(ca_certs=cafile, resolver=resolver, rewrite_host=rewrite_host) as http:
-        body = echo(
-            http.request(
-                "GET", url(server.port, "payment-api"), headers={"HOST": "api.example.com"}
-            )
-        )
-
-    assert (body["sni"], body["host"]) == (PAYMENT, "api.example.com")
 
 
 @pytest.mark.parametrize(("host", "sni"), [("127.0.0.1", None), ("localhost", "localhost")])
@@ -287,47 +204,26 @@ def test_redirect_to_another_host_does_not_carry_the_rewritten_host(
     assert (hop.status, hop.redirect_location) == (302, target)
 
 
-def test_redirect_within_the_alias_is_rewritten_again(
-    http: PoolManager, server: TLSEchoServer
-) -> None:
-    target = url(server.port, "second-api", "/final")
-    response = http.request(
-        "GET", url(server.port, "payment-api", "/redirect"), fields={"to": target}
-    )
-
-    final = echo(response)
-    assert (final["sni"], final["host"], final["path"]) == (
-        SECOND,
-        f"{SECOND}:{server.port}",
-        "/final",
-    )
-
-
 # --- names that are not aliases -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("target", "pool_class"),
+    "target",
     [
-        ("https://api.example.com/v1", HTTPSConnectionPool),
-        ("https://127.0.0.1:8443/", HTTPSConnectionPool),
-        ("https://[::1]/", HTTPSConnectionPool),
-        ("https://localhost/", HTTPSConnectionPool),
-        ("http://api.example.com/", HTTPConnectionPool),
-        ("http://10.0.0.1/", HTTPConnectionPool),
+        "https://api.example.com/v1",
+        "https://127.0.0.1:8443/",
+        "https://[::1]/",
+        "https://localhost/",
+        "http://api.example.com/",
+        "http://10.0.0.1/",
     ],
 )
-def test_non_alias_takes_urllib3s_own_pool_without_a_dns_query(
-    http: PoolManager, dns: ClusterDNS, target: str, pool_class: type[HTTPConnectionPool]
-) -> None:
+def test_non_alias_pool_is_built_as_urllib3_builds_it(http: PoolManager, target: str) -> None:
+    # The rest of this contract, for requests too, is in test_http_contract.py.
     pool = http.connection_from_url(target)
     plain = urllib3.PoolManager(ca_certs=http.connection_pool_kw["ca_certs"])
 
-    assert type(pool) is pool_class
     assert vars(pool).keys() == vars(plain.connection_from_url(target)).keys()
-    assert "ka_route" not in pool.conn_kw
-    assert "server_hostname" not in pool.conn_kw
-    assert dns.queries == []
 
 
 def test_cluster_ip_service_keeps_its_name_and_connects_to_the_answer(
@@ -343,16 +239,6 @@ def test_cluster_ip_service_keeps_its_name_and_connects_to_the_answer(
     with pytest.raises(urllib3.exceptions.SSLError, match="not valid for 'ledger'"):
         http.request("GET", url(server.port, "ledger"), retries=False)
     assert lookups == []
-
-
-@pytest.mark.parametrize(("host", "sni"), [("localhost", "localhost"), ("127.0.0.1", None)])
-def test_non_alias_request_is_unchanged(
-    http: PoolManager, server: TLSEchoServer, dns: ClusterDNS, host: str, sni: str | None
-) -> None:
-    body = echo(http.request("GET", url(server.port, host)))
-
-    assert (body["sni"], body["host"]) == (sni, f"{host}:{server.port}")
-    assert dns.queries == []
 
 
 # --- verification ---------------------------------------------------------------------------------
@@ -406,15 +292,6 @@ def test_client_certificate_is_passed_through(
 # --- connecting, timeouts, retries ----------------------------------------------------------------
 
 
-def test_first_address_refusing_moves_to_the_next(
-    http: PoolManager, server: TLSEchoServer, lookups: list[str]
-) -> None:
-    body = echo(http.request("GET", url(server.port, "multi-api")))
-
-    assert (body["sni"], body["host"]) == (MULTI, f"{MULTI}:{server.port}")
-    assert lookups == []
-
-
 def test_no_address_accepting(http: PoolManager, server: TLSEchoServer) -> None:
     with pytest.raises(MaxRetryError) as info:
         http.request(
@@ -452,20 +329,6 @@ def test_connect_timeout_as_urllib3(http: PoolManager, blackhole_port: int, retr
     failure = _same_failure(http, "payment-api", blackhole_port, timeout=timeout, retries=retries)
 
     assert failure is (ConnectTimeoutError if retries is False else MaxRetryError)
-
-
-def test_first_address_timing_out_moves_to_the_next(
-    http: PoolManager, dns: ClusterDNS, server: TLSEchoServer
-) -> None:
-    with socket.create_server(("127.0.0.2", server.port), backlog=0) as listener:
-        filler = socket.create_connection(listener.getsockname(), timeout=1)
-        with filler:
-            dns.record(PAYMENT, "A", ["127.0.0.2", "127.0.0.1"], replace=True)
-            response = http.request(
-                "GET", url(server.port, "payment-api"), timeout=urllib3.Timeout(connect=0.2)
-            )
-
-    assert echo(response)["sni"] == PAYMENT
 
 
 def test_connect_errors_are_retried(
@@ -642,45 +505,7 @@ def test_proxy_manager_resolution_failure(
     assert proxy.targets == []
 
 
-# --- threads and plain HTTP -----------------------------------------------------------------------
-
-
-def test_threads_share_one_manager(resolver: Resolver, cafile: str, server: TLSEchoServer) -> None:
-    pairs = (("payment-api", PAYMENT), ("second-api", SECOND))
-    with PoolManager(ca_certs=cafile, resolver=resolver, maxsize=32) as http:
-
-        def work(worker: int) -> int:
-            for n in range(32):
-                service, name = pairs[(worker + n) % 2]
-                body = echo(http.request("GET", url(server.port, service, f"/{worker}/{n}")))
-                assert (body["sni"], body["host"], body["path"]) == (
-                    name,
-                    f"{name}:{server.port}",
-                    f"/{worker}/{n}",
-                )
-            return worker
-
-        with ThreadPoolExecutor(32) as pool:
-            assert sorted(pool.map(work, range(32))) == list(range(32))
-        keys = http.pools.keys()
-
-    assert sorted(key.key_server_hostname for key in keys) == [PAYMENT, SECOND]
-
-
-def test_plain_http_alias_connects_to_the_addresses(
-    http: PoolManager, plain_server: Any, lookups: list[str]
-) -> None:
-    port = plain_server.server_address[1]
-    target = url(port, "payment-api", "/plain", scheme="http")
-
-    bodies = [echo(http.request("GET", target)) for _ in range(3)]
-
-    assert {b["host"] for b in bodies} == {f"{PAYMENT}:{port}"}
-    assert len({b["conn"] for b in bodies}) == 1
-    pool = http.connection_from_url(target)
-    assert type(pool) is ALIAS_HTTP
-    assert "server_hostname" not in pool.conn_kw
-    assert lookups == []
+# --- pinned routes --------------------------------------------------------------------------------
 
 
 def test_a_cluster_ip_keeps_the_callers_server_hostname(
