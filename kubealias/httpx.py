@@ -40,7 +40,8 @@ How a request travels
    new address set (the alias moved) gets new connections. The request is handed to that pool
    as httpx's transport would hand it (an ``httpcore.Request``, httpx's own exception mapping
    and response stream), without building a second ``httpx.Request``; where httpx lacks those
-   helpers, a second ``httpx.Request`` goes through the inner transport instead.
+   helpers, a second ``httpx.Request`` goes through the inner transport instead (the fallback,
+   below).
 
 Inner transports live in a bounded LRU (32 routes), the only shared mutable state, and
 it holds nothing that varies per request. A transport evicted from it is retired, and closed
@@ -81,20 +82,30 @@ the same message and the kubealias error as ``__cause__`` (one choke point,
 ``httpx.ConnectError`` (``httpx.ConnectTimeout`` when every address timed out) listing each
 address and its error. With ``uds=`` every request goes to the socket: nothing is resolved.
 
-Extension points: httpcore documents its network backends as public API
+Extension points and httpx's internals
+--------------------------------------
+httpcore documents its network backends as public API
 (https://www.encode.io/httpcore/network-backends/), but httpx 0.28 has no argument to pass one to
 its transports (https://github.com/encode/httpx/discussions/3180, PR #3749 open). So the backend
 is installed on the pool that httpx built, through ``HTTPTransport._pool`` and
-``ConnectionPool._network_backend``; both are checked before use and an httpx or httpcore that
-lacks them fails loudly (``RuntimeError``) rather than connect by name. Alias requests reach that
-pool through httpx's own glue, ``map_httpcore_exceptions`` and ``ResponseStream``/
-``AsyncResponseStream`` from ``httpx._transports.default`` (the same mapping and streams as a plain
-httpx transport); an httpx without them gets a second ``httpx.Request`` through the inner
-transport instead (``_DIRECT``), slower but the same behaviour.
+``ConnectionPool._network_backend``; both are checked before use, and an httpx or httpcore that
+lacks them fails loudly rather than connect by name: the request raises
+:class:`~kubealias.KubeAliasError` naming the httpx and httpcore versions and the attribute
+missing (:func:`_pin`).
+
+Alias requests reach that pool through httpx's own glue, ``map_httpcore_exceptions`` and
+``ResponseStream``/``AsyncResponseStream`` from ``httpx._transports.default`` (the same mapping
+and streams as a plain httpx transport). The fallback: an httpx without them (checked once, at
+import, by :func:`_missing_glue`) sends each alias request as a second ``httpx.Request`` (built by
+:func:`_forward`) through the route's inner ``httpx.HTTPTransport`` instead (``_DIRECT`` is
+False): one object more per request, the same behaviour. The ``httpx`` extra is bounded to the
+versions tested (``pyproject.toml``), so that a release that moves these internals is not picked
+up unnoticed.
 """
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import os
 import ssl
@@ -108,20 +119,33 @@ try:
 except ImportError as exc:  # tested by hiding httpx from sys.modules
     raise ImportError("kubealias.httpx needs httpx: pip install 'kubealias[httpx]'") from exc
 
-try:  # httpx's own glue between httpcore and httpx: its exception mapping and stream types
-    from httpx._transports.default import AsyncResponseStream as _AsyncResponseStream
-    from httpx._transports.default import ResponseStream as _ResponseStream
-    from httpx._transports.default import map_httpcore_exceptions as _map_exceptions
-
-    _DIRECT = True
-except ImportError:  # pragma: no cover - another httpx: the same requests, one object more
-    _DIRECT = False
-
 from ._errors import KubeAliasError
 from ._http import Route, RoutePlanner
 from ._resolver import Resolver
 
 __all__ = ["AsyncHTTPTransport", "HTTPTransport"]
+
+_GLUE = ("map_httpcore_exceptions", "ResponseStream", "AsyncResponseStream")
+
+
+def _missing_glue() -> tuple[str, ...]:
+    """The parts of httpx's glue between httpcore and httpx that this httpx lacks (empty: the
+    direct path is available). Read at import time; tested by hiding one of them."""
+    try:
+        module = importlib.import_module("httpx._transports.default")
+    except ImportError:
+        return ("httpx._transports.default",)
+    return tuple(f"httpx._transports.default.{n}" for n in _GLUE if not hasattr(module, n))
+
+
+_MISSING_GLUE = _missing_glue()
+#: Alias requests go to the route's pool as httpcore requests (True), or as a second
+#: ``httpx.Request`` through the route's inner transport (False: another httpx, see above).
+_DIRECT = not _MISSING_GLUE
+if _DIRECT:  # httpx's own exception mapping and stream types (the module docstring says why)
+    from httpx._transports.default import AsyncResponseStream as _AsyncResponseStream
+    from httpx._transports.default import ResponseStream as _ResponseStream
+    from httpx._transports.default import map_httpcore_exceptions as _map_exceptions
 
 #: Inner transports (one per route) kept per kubealias transport; least recently used go first.
 _MAX_ROUTES = 32
@@ -135,11 +159,8 @@ _RouteKey: TypeAlias = tuple[str, tuple[str, str, tuple[str, ...], int, str | No
 """(scheme, Route.pool_key): one inner transport per key."""
 _T = TypeVar("_T")
 _SCHEMES = frozenset({"http", "https"})
-_UNSUPPORTED = (
-    "kubealias.httpx cannot install its network backend on this httpx/httpcore version "
-    "(httpx.HTTPTransport._pool or ConnectionPool._network_backend is missing); refusing to "
-    "connect to an alias by name"
-)
+#: What kubealias.httpx was tested with (pyproject.toml bounds the httpx extra the same way).
+_TESTED = "httpx>=0.27,<0.29 with httpcore 1.x"
 
 
 # --- the one choke point for foreign exceptions ---------------------------------------------
@@ -296,6 +317,32 @@ def _no_address_accepted(
     return httpcore.ConnectError(message)
 
 
+class _Attempts:
+    """What both pinned backends decide about one connect, apart from connecting: the origin
+    is the route's (else fail closed), which addresses to try in which order, and the one
+    error naming every address that failed (as psycopg reports attempts)."""
+
+    __slots__ = ("failures", "options", "route")
+
+    def __init__(
+        self, route: Route, host: str, port: int, options: Iterable[httpcore.SOCKET_OPTION] | None
+    ) -> None:
+        _check_origin(route, host, port)
+        self.route = route
+        self.options = list(options or ())  # reused for each address
+        self.failures: list[tuple[str, Exception]] = []
+
+    def error(self) -> httpcore.ConnectError | httpcore.ConnectTimeout:
+        """The error to raise once no address accepted, caused by the last failure."""
+        error = _no_address_accepted(self.route, self.failures)
+        error.__cause__ = self.failures[-1][1] if self.failures else None
+        return error
+
+
+#: What a pinned backend catches from one address before it tries the next one.
+_CONNECT_FAILED = (httpcore.ConnectError, httpcore.ConnectTimeout)
+
+
 class _PinnedBackend(httpcore.NetworkBackend):
     """httpcore's own backend, asked for the route's addresses instead of the host name.
 
@@ -316,19 +363,15 @@ class _PinnedBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
-        _check_origin(self._route, host, port)
-        options = list(socket_options or ())  # reused for each address
-        failures: list[tuple[str, Exception]] = []
+        attempts = _Attempts(self._route, host, port, socket_options)
         for address in self._route.addresses:
             try:
                 return self._backend.connect_tcp(
-                    address, port, timeout, local_address=local_address, socket_options=options
+                    address, port, timeout, local_address, socket_options=attempts.options
                 )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failures.append((address, exc))
-        raise _no_address_accepted(self._route, failures) from (
-            failures[-1][1] if failures else None
-        )
+            except _CONNECT_FAILED as exc:
+                attempts.failures.append((address, exc))
+        raise attempts.error()
 
     def connect_unix_socket(
         self,
@@ -357,19 +400,15 @@ class _AsyncPinnedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        _check_origin(self._route, host, port)
-        options = list(socket_options or ())
-        failures: list[tuple[str, Exception]] = []
+        attempts = _Attempts(self._route, host, port, socket_options)
         for address in self._route.addresses:
             try:
                 return await self._backend.connect_tcp(
-                    address, port, timeout, local_address=local_address, socket_options=options
+                    address, port, timeout, local_address, socket_options=attempts.options
                 )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failures.append((address, exc))
-        raise _no_address_accepted(self._route, failures) from (
-            failures[-1][1] if failures else None
-        )
+            except _CONNECT_FAILED as exc:
+                attempts.failures.append((address, exc))
+        raise attempts.error()
 
     async def connect_unix_socket(
         self,
@@ -383,27 +422,37 @@ class _AsyncPinnedBackend(httpcore.AsyncNetworkBackend):
         await self._backend.sleep(seconds)
 
 
-def _pin(transport: httpx.HTTPTransport, route: Route) -> httpx.HTTPTransport:
-    """Make ``transport``'s pool connect to ``route.addresses`` (see the module docstring)."""
-    pool = getattr(transport, "_pool", None)
-    backend = getattr(pool, "_network_backend", None)
-    if not isinstance(pool, httpcore.ConnectionPool) or not isinstance(
-        backend, httpcore.NetworkBackend
-    ):
-        raise RuntimeError(_UNSUPPORTED)
-    pool._network_backend = _PinnedBackend(route, backend)
-    return transport
+_Inner = TypeVar("_Inner", httpx.HTTPTransport, httpx.AsyncHTTPTransport)
 
 
-def _apin(transport: httpx.AsyncHTTPTransport, route: Route) -> httpx.AsyncHTTPTransport:
-    """:func:`_pin` for the async transport."""
+def _pin(transport: _Inner, route: Route) -> _Inner:
+    """Make ``transport``'s pool connect to ``route.addresses`` (see the module docstring).
+
+    Raises:
+        KubeAliasError: This httpx/httpcore has no ``HTTPTransport._pool`` or
+            ``ConnectionPool._network_backend`` of the expected types: connecting to an alias
+            by its name instead would be wrong, so the request fails, naming the versions.
+    """
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
-    if not isinstance(pool, httpcore.AsyncConnectionPool) or not isinstance(
+    if isinstance(pool, httpcore.ConnectionPool) and isinstance(backend, httpcore.NetworkBackend):
+        pool._network_backend = _PinnedBackend(route, backend)
+    elif isinstance(pool, httpcore.AsyncConnectionPool) and isinstance(
         backend, httpcore.AsyncNetworkBackend
     ):
-        raise RuntimeError(_UNSUPPORTED)
-    pool._network_backend = _AsyncPinnedBackend(route, backend)
+        pool._network_backend = _AsyncPinnedBackend(route, backend)
+    else:
+        missing = (
+            f"{type(transport).__name__}._pool"
+            if pool is None
+            else f"{type(pool).__name__}._network_backend"
+        )
+        raise KubeAliasError(
+            f"kubealias.httpx cannot pin the addresses of {route.name!r}: httpx "
+            f"{httpx.__version__} with httpcore {httpcore.__version__} has no usable {missing} "
+            f"(kubealias.httpx was tested with {_TESTED}); refusing to connect to an alias by "
+            "its name"
+        )
     return transport
 
 
@@ -551,7 +600,70 @@ def _httpx_options(
     return options
 
 
-class HTTPTransport(httpx.BaseTransport):
+class _Core(Generic[_Inner]):
+    """What both transports share: their arguments, the plain httpx transport, the route cache
+    and every decision about a request; :class:`HTTPTransport` and
+    :class:`AsyncHTTPTransport` only drive it, each with its own I/O (plan or ``aplan``, send
+    or await)."""
+
+    _inner_cls: type[_Inner]
+    """The httpx transport class of the plain transport and of each route's inner one."""
+
+    def __init__(
+        self,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: _CertTypes | None = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits | None = None,
+        proxy: _ProxyTypes | None = None,
+        uds: str | None = None,
+        local_address: str | None = None,
+        retries: int = 0,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+        *,
+        resolver: Resolver | None = None,
+        rewrite_host: bool = True,
+    ) -> None:
+        """See :class:`HTTPTransport` for the arguments and what they raise."""
+        self._uds = uds is not None
+        self._proxied = proxy is not None
+        self._options = _httpx_options(
+            verify, cert, trust_env, http1, http2, limits, local_address, retries, socket_options
+        )
+        self._base: _Inner = self._inner_cls(**self._options, proxy=proxy, uds=uds)
+        self._routes: _RouteCache[_Inner] = _RouteCache(_MAX_ROUTES, _pool_idle)
+        # One bound method, not one per request.
+        self._new_inner: Callable[[Route], _Inner] = self._make_inner
+        self._planner = RoutePlanner(resolver, rewrite_host=rewrite_host)
+        self._memo = _HeaderMemo()
+
+    def _make_inner(self, route: Route) -> _Inner:
+        return _pin(self._inner_cls(**self._options), route)
+
+    def _through_proxy(self, request: httpx.Request, route: Route) -> httpx.Request:
+        """With ``proxy=``: what goes to the plain transport, which the proxy connects for."""
+        if not route.alias:
+            # Invariant 3: the request as given (the proxy resolves the name itself; pinning
+            # a non-alias Service's addresses is not possible through a proxy anyway).
+            return request
+        return _forward(request, route, self._memo.raw(request, route), proxied=True)
+
+
+def _response(
+    answer: httpcore.Response, stream: httpx.SyncByteStream | httpx.AsyncByteStream
+) -> httpx.Response:
+    """httpcore's response as httpx's transport returns it, its body read through ``stream``."""
+    return httpx.Response(
+        status_code=answer.status,
+        headers=answer.headers,
+        stream=stream,
+        extensions=answer.extensions,
+    )
+
+
+class HTTPTransport(_Core[httpx.HTTPTransport], httpx.BaseTransport):
     """An ``httpx.HTTPTransport`` that reaches ExternalName aliases by their TLS name.
 
     Use it as ``httpx.Client(transport=HTTPTransport())`` or in ``mounts=``. A host that is not
@@ -580,36 +692,7 @@ class HTTPTransport(httpx.BaseTransport):
         OSError: A CA bundle or certificate file cannot be read (from ``ssl``).
     """
 
-    def __init__(
-        self,
-        verify: ssl.SSLContext | str | bool = True,
-        cert: _CertTypes | None = None,
-        trust_env: bool = True,
-        http1: bool = True,
-        http2: bool = False,
-        limits: httpx.Limits | None = None,
-        proxy: _ProxyTypes | None = None,
-        uds: str | None = None,
-        local_address: str | None = None,
-        retries: int = 0,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-        *,
-        resolver: Resolver | None = None,
-        rewrite_host: bool = True,
-    ) -> None:
-        self._uds = uds is not None
-        self._proxied = proxy is not None
-        self._options = _httpx_options(
-            verify, cert, trust_env, http1, http2, limits, local_address, retries, socket_options
-        )
-        self._base = httpx.HTTPTransport(**self._options, proxy=proxy, uds=uds)
-        self._routes: _RouteCache[httpx.HTTPTransport] = _RouteCache(_MAX_ROUTES, _pool_idle)
-        self._new_inner = self._make_inner  # one bound method, not one per request
-        self._planner = RoutePlanner(resolver, rewrite_host=rewrite_host)
-        self._memo = _HeaderMemo()
-
-    def _make_inner(self, route: Route) -> httpx.HTTPTransport:
-        return _pin(httpx.HTTPTransport(**self._options), route)
+    _inner_cls = httpx.HTTPTransport
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send one request; see the module docstring for what happens to an alias.
@@ -618,6 +701,7 @@ class HTTPTransport(httpx.BaseTransport):
             httpx.ConnectError: The host cannot be resolved safely (the kubealias error is the
                 cause), or no address accepted the connection.
             httpx.HTTPError: Anything httpx's own transport raises.
+            KubeAliasError: This httpx cannot connect to an alias's addresses (see ``_pin``).
         """
         url = request.url
         scheme = url.scheme  # each URL property decodes again: read once
@@ -627,18 +711,15 @@ class HTTPTransport(httpx.BaseTransport):
             route = self._planner.plan(url.host, url.port, scheme)
         except KubeAliasError as exc:
             raise _connect_error(request, exc) from exc
-        if route is None or (self._proxied and not route.alias):
-            # Invariant 3: the request as given (through a proxy, which resolves the name
-            # itself, pinning a non-alias Service's addresses is not possible anyway).
+        if route is None:  # invariant 3: the request as given, to the unchanged httpx path
             return self._base.handle_request(request)
-        headers = self._memo.raw(request, route)
         if self._proxied:
-            return self._base.handle_request(_forward(request, route, headers, proxied=True))
+            return self._base.handle_request(self._through_proxy(request, route))
+        headers = self._memo.raw(request, route)
         if self._routes.retiring:  # rare: some evicted transports wait to be closed
             for transport in self._routes.take_idle():
                 transport.close()
-        key = (scheme, route.pool_key)
-        slot = self._routes.enter(key, self._new_inner, route)
+        slot = self._routes.enter((scheme, route.pool_key), self._new_inner, route)
         try:
             if not _DIRECT:
                 forwarded = _forward(request, route, headers, proxied=False)
@@ -649,12 +730,7 @@ class HTTPTransport(httpx.BaseTransport):
             with _map_exceptions():
                 answer = slot.transport._pool.handle_request(_core_request(request, route, headers))
             assert isinstance(answer.stream, Iterable)
-            return httpx.Response(
-                status_code=answer.status,
-                headers=answer.headers,
-                stream=_ResponseStream(answer.stream),
-                extensions=answer.extensions,
-            )
+            return _response(answer, _ResponseStream(answer.stream))
         finally:
             self._routes.leave(slot)
 
@@ -667,7 +743,7 @@ class HTTPTransport(httpx.BaseTransport):
             self._base.close()
 
 
-class AsyncHTTPTransport(httpx.AsyncBaseTransport):
+class AsyncHTTPTransport(_Core[httpx.AsyncHTTPTransport], httpx.AsyncBaseTransport):
     """An ``httpx.AsyncHTTPTransport`` that reaches ExternalName aliases by their TLS name.
 
     Resolution awaits :meth:`kubealias.Resolver.aresolve`: the event loop is never blocked.
@@ -694,36 +770,7 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
         OSError: A CA bundle or certificate file cannot be read (from ``ssl``).
     """
 
-    def __init__(
-        self,
-        verify: ssl.SSLContext | str | bool = True,
-        cert: _CertTypes | None = None,
-        trust_env: bool = True,
-        http1: bool = True,
-        http2: bool = False,
-        limits: httpx.Limits | None = None,
-        proxy: _ProxyTypes | None = None,
-        uds: str | None = None,
-        local_address: str | None = None,
-        retries: int = 0,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-        *,
-        resolver: Resolver | None = None,
-        rewrite_host: bool = True,
-    ) -> None:
-        self._uds = uds is not None
-        self._proxied = proxy is not None
-        self._options = _httpx_options(
-            verify, cert, trust_env, http1, http2, limits, local_address, retries, socket_options
-        )
-        self._base = httpx.AsyncHTTPTransport(**self._options, proxy=proxy, uds=uds)
-        self._routes: _RouteCache[httpx.AsyncHTTPTransport] = _RouteCache(_MAX_ROUTES, _pool_idle)
-        self._new_inner = self._make_inner  # one bound method, not one per request
-        self._planner = RoutePlanner(resolver, rewrite_host=rewrite_host)
-        self._memo = _HeaderMemo()
-
-    def _make_inner(self, route: Route) -> httpx.AsyncHTTPTransport:
-        return _apin(httpx.AsyncHTTPTransport(**self._options), route)
+    _inner_cls = httpx.AsyncHTTPTransport
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send one request; see the module docstring for what happens to an alias.
@@ -732,42 +779,35 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
             httpx.ConnectError: The host cannot be resolved safely (the kubealias error is the
                 cause), or no address accepted the connection.
             httpx.HTTPError: Anything httpx's own transport raises.
+            KubeAliasError: This httpx cannot connect to an alias's addresses (see ``_pin``).
         """
         url = request.url
-        scheme = url.scheme  # each URL property decodes again: read once
-        if self._uds or scheme not in _SCHEMES:  # a Unix socket, or not HTTP: nothing to resolve
+        scheme = url.scheme  # as in HTTPTransport, with aplan and awaits
+        if self._uds or scheme not in _SCHEMES:
             return await self._base.handle_async_request(request)
         try:
             route = await self._planner.aplan(url.host, url.port, scheme)
         except KubeAliasError as exc:
             raise _connect_error(request, exc) from exc
-        if route is None or (self._proxied and not route.alias):  # as in HTTPTransport
+        if route is None:
             return await self._base.handle_async_request(request)
-        headers = self._memo.raw(request, route)
         if self._proxied:
-            forwarded = _forward(request, route, headers, proxied=True)
-            return await self._base.handle_async_request(forwarded)
-        if self._routes.retiring:  # rare: some evicted transports wait to be closed
+            return await self._base.handle_async_request(self._through_proxy(request, route))
+        headers = self._memo.raw(request, route)
+        if self._routes.retiring:
             for transport in self._routes.take_idle():
                 await transport.aclose()
-        key = (scheme, route.pool_key)
-        slot = self._routes.enter(key, self._new_inner, route)
+        slot = self._routes.enter((scheme, route.pool_key), self._new_inner, route)
         try:
             if not _DIRECT:
                 forwarded = _forward(request, route, headers, proxied=False)
                 return await slot.transport.handle_async_request(forwarded)
-            assert isinstance(request.stream, httpx.AsyncByteStream)  # as in HTTPTransport
+            assert isinstance(request.stream, httpx.AsyncByteStream)
             with _map_exceptions():
-                answer = await slot.transport._pool.handle_async_request(
-                    _core_request(request, route, headers)
-                )
+                pool = slot.transport._pool
+                answer = await pool.handle_async_request(_core_request(request, route, headers))
             assert isinstance(answer.stream, AsyncIterable)
-            return httpx.Response(
-                status_code=answer.status,
-                headers=answer.headers,
-                stream=_AsyncResponseStream(answer.stream),
-                extensions=answer.extensions,
-            )
+            return _response(answer, _AsyncResponseStream(answer.stream))
         finally:
             self._routes.leave(slot)
 

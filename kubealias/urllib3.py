@@ -13,14 +13,21 @@ it (urllib3's ``server_hostname``; ``assert_hostname`` is never touched), and se
 ``Host`` unless the caller set one or ``rewrite_host=False``. Every other host takes urllib3's
 own pool classes, unchanged.
 
-Extension points used, both documented by urllib3: ``PoolManager.key_fn_by_scheme`` ("can be used
-to alter the way pool keys are constructed") and ``PoolManager._new_pool`` ("intended to be
-overridden for customization").
+Extension points used, as urllib3 documents them: ``PoolManager.key_fn_by_scheme`` (the docstring
+of ``urllib3.poolmanager._default_key_normalizer``: provide alternate callables "if you wish to
+change this behaviour"), and ``PoolManager._new_pool`` ("intended to be overridden for
+customization"; it hands the request context to the pool class of ``pool_classes_by_scheme``,
+which kubealias sets instead of overriding the method). Two pieces still restate urllib3's own
+rules: :func:`_pool_key` (urllib3's key normalisation, in one pass, plus the route) and
+``_new_conn`` of the alias connections (urllib3's errors for a failed connect). Each names the
+upstream function it follows, and ``tests/unit/test_urllib3_manager.py`` fails when that
+function changes shape in a new urllib3.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -34,7 +41,7 @@ try:
         NameResolutionError,
         NewConnectionError,
     )
-    from urllib3.poolmanager import SSL_KEYWORDS, PoolKey
+    from urllib3.poolmanager import PoolKey
     from urllib3.util import parse_url
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("kubealias.urllib3 needs urllib3: pip install 'kubealias[requests]'") from exc
@@ -57,6 +64,10 @@ _FROZEN = frozenset({"headers", "_proxy_headers", "_socks_options"})
 def _pool_key(context: dict[str, Any]) -> Any:
     """urllib3's key normalisation (RFC 3986: scheme and host are case-insensitive; dicts and
     lists made hashable), plus the route, so that pools are per TLS name and address set.
+
+    Follows ``urllib3.poolmanager._default_key_normalizer`` (a test compares both on the same
+    contexts and fails when upstream changes shape); not a call to it, which would copy the
+    context twice more per request.
 
     Runs on every request: one pass over the context, no intermediate dicts. An unknown key
     raises TypeError, as urllib3's own normaliser does.
@@ -96,6 +107,8 @@ class _AliasConnectionMixin:
         super().__init__(*args, **kwargs)
 
     def _new_conn(self) -> Any:
+        # Follows urllib3.connection.HTTPConnection._new_conn (its error types and messages and
+        # the audit event) with kubealias's connect; a test fails when upstream changes shape.
         route = self._ka_route
         if not route.addresses:  # through a proxy: the proxy connects (and resolves the name)
             return super()._new_conn()  # type: ignore[misc]
@@ -151,9 +164,32 @@ class _AliasHTTPSConnectionPool(HTTPSConnectionPool):
     ConnectionCls = _AliasHTTPSConnection
 
 
-_ALIAS_POOLS: dict[str, type[HTTPConnectionPool]] = {
-    "http": _AliasHTTPConnectionPool,
-    "https": _AliasHTTPSConnectionPool,
+def _pools_for(
+    plain: type[HTTPConnectionPool], alias: type[HTTPConnectionPool]
+) -> Callable[..., HTTPConnectionPool]:
+    """What ``pool_classes_by_scheme`` holds for one scheme: urllib3's own pool class, or ours
+    when the request context carries a route (``ka_route``, from the pool key's context)."""
+
+    def new_pool(
+        host: str, port: int | None = None, *, ka_route: Route | None = None, **kw: Any
+    ) -> HTTPConnectionPool:
+        if ka_route is None:  # not an alias: urllib3's own pool class, unchanged
+            return plain(host, port, **kw)
+        return alias(host, port, ka_route=ka_route, **kw)
+
+    return new_pool
+
+
+# urllib3's PoolManager._new_pool is documented as "intended to be overridden for
+# customization" and passes the request context "as keyword arguments to the pool class used",
+# which it takes from the manager's pool_classes_by_scheme (see the docstring of
+# urllib3.poolmanager.PoolManager._new_pool; urllib3's own SOCKSProxyManager in
+# urllib3/contrib/socks.py sets its pool classes the same way). So kubealias sets that mapping
+# and leaves _new_pool itself to urllib3: the context (blocksize default, the keys dropped, the
+# TLS keywords dropped for http) is prepared by urllib3's own code, not by a copy of it.
+_POOL_CLASSES: dict[str, Callable[..., HTTPConnectionPool]] = {
+    "http": _pools_for(HTTPConnectionPool, _AliasHTTPConnectionPool),
+    "https": _pools_for(HTTPSConnectionPool, _AliasHTTPSConnectionPool),
 }
 
 
@@ -181,10 +217,13 @@ class _AliasPools:
     def _ka_setup(self, resolver: Resolver | None, rewrite_host: bool) -> None:
         self.resolver = resolver
         self.rewrite_host = rewrite_host
+        # key_fn_by_scheme: urllib3 documents it as the way to change how pool keys are made
+        # (the docstring of urllib3.poolmanager._default_key_normalizer).
         self.key_fn_by_scheme = {"http": _pool_key, "https": _pool_key}
+        self.pool_classes_by_scheme = _POOL_CLASSES  # see _POOL_CLASSES
         self._ka_planner = RoutePlanner(resolver, rewrite_host=rewrite_host)
 
-    def _ka_route(
+    def _ka_pool_kwargs(
         self, host: str, port: int | None, scheme: str, pool_kwargs: dict[str, Any] | None
     ) -> dict[str, Any]:
         """``pool_kwargs`` with the route of ``host`` (None: not an alias)."""
@@ -201,37 +240,38 @@ class _AliasPools:
         return kwargs
 
     # Installed as ``urlopen`` by both managers (same signature as urllib3.PoolManager.urlopen,
-    # which itself differs from RequestMethods').
+    # which itself differs from RequestMethods': mypy refuses it as a mixin method).
     def _ka_urlopen(self, method: str, url: str, redirect: bool = True, **kw: Any) -> Any:
-        manager = super()
+        """As urllib3's; a resolution failure is reported as urllib3 reports an exhausted
+        connection (:func:`_exhausted`)."""
         try:
-            return manager.urlopen(method, url, redirect, **kw)  # type: ignore[attr-defined]
+            return super().urlopen(method, url, redirect, **kw)  # type: ignore[misc]
         except NameResolutionError as exc:
             error = _exhausted(exc, url, kw.get("retries"))
             if error is exc:
                 raise  # as it is: "raise exc from exc" would replace its cause with itself
             raise error from exc
 
-    def _new_pool(
+    def connection_from_host(
         self,
-        scheme: str,
-        host: str,
-        port: int,
-        request_context: dict[str, Any] | None = None,
+        host: str | None,
+        port: int | None = None,
+        scheme: str | None = "http",
+        pool_kwargs: dict[str, Any] | None = None,
     ) -> HTTPConnectionPool:
-        context = dict(request_context or self.connection_pool_kw)  # type: ignore[attr-defined]
-        route = context.pop("ka_route", None)
-        if route is None:  # not an alias: urllib3's own pool classes, unchanged
-            return super()._new_pool(scheme, host, port, context)  # type: ignore[misc, no-any-return]
-        # What urllib3's _new_pool does with the context, with our pool class for the scheme.
-        if context.get("blocksize") is None:
-            context["blocksize"] = 16384
-        for key in ("scheme", "host", "port"):
-            context.pop(key, None)
-        if scheme == "http":
-            for key in SSL_KEYWORDS:
-                context.pop(key, None)
-        return _ALIAS_POOLS[scheme](host, port, ka_route=route, **context)
+        """As urllib3's, with the route of ``host`` in the pool kwargs.
+
+        Raises:
+            NameResolutionError: ``host`` is an alias that cannot be resolved safely (the
+                :class:`~kubealias.KubeAliasError` is the cause).
+        """
+        scheme = scheme or "http"
+        if host:
+            pool_kwargs = self._ka_pool_kwargs(host, port, scheme, pool_kwargs)
+            route = pool_kwargs["ka_route"]
+            if route is not None and not route.addresses:  # through a proxy (ProxyManager)
+                host = route.tls_name  # the CONNECT goes to the TLS name
+        return super().connection_from_host(host, port, scheme, pool_kwargs)  # type: ignore[misc, no-any-return]
 
 
 def _exhausted(exc: NameResolutionError, url: str, retries: Any) -> Exception:
@@ -275,17 +315,6 @@ class PoolManager(_AliasPools, urllib3.PoolManager):
 
     urlopen = _AliasPools._ka_urlopen
 
-    def connection_from_host(
-        self,
-        host: str | None,
-        port: int | None = None,
-        scheme: str | None = "http",
-        pool_kwargs: dict[str, Any] | None = None,
-    ) -> HTTPConnectionPool:
-        if host:
-            pool_kwargs = self._ka_route(host, port, scheme or "http", pool_kwargs)
-        return super().connection_from_host(host, port, scheme, pool_kwargs)
-
 
 class ProxyManager(_AliasPools, urllib3.ProxyManager):
     """A :class:`urllib3.ProxyManager` for aliases: the CONNECT goes to ``tls_name:port``.
@@ -310,20 +339,17 @@ class ProxyManager(_AliasPools, urllib3.ProxyManager):
 
     urlopen = _AliasPools._ka_urlopen
 
-    def connection_from_host(
-        self,
-        host: str | None,
-        port: int | None = None,
-        scheme: str | None = "http",
-        pool_kwargs: dict[str, Any] | None = None,
-    ) -> HTTPConnectionPool:
-        scheme = scheme or "http"
-        if not host or scheme != "https":
+    def _ka_pool_kwargs(
+        self, host: str, port: int | None, scheme: str, pool_kwargs: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """The route for a tunnel: no addresses (the proxy connects), the TLS name as the host
+        to ask the proxy for (see :meth:`connection_from_host`)."""
+        if scheme != "https":  # a forward proxy for http://: the request is left unchanged
             kwargs = dict(pool_kwargs or {})
             kwargs["ka_route"] = None
-            return super().connection_from_host(host, port, scheme, kwargs)
-        kwargs = self._ka_route(host, port, scheme, pool_kwargs)
-        route: Route | None = kwargs.get("ka_route")
+            return kwargs
+        kwargs = super()._ka_pool_kwargs(host, port, scheme, pool_kwargs)
+        route: Route | None = kwargs["ka_route"]
         if route is not None and not route.alias:
             # A Service that is not an alias: the proxy resolves the name itself, as without
             # kubealias (pinning its addresses is not possible through a proxy).
@@ -334,5 +360,4 @@ class ProxyManager(_AliasPools, urllib3.ProxyManager):
                 host if route.port == default_port(scheme) else f"{host}:{route.port}"
             )
             kwargs["ka_route"] = replace(route, addresses=(), host_header=header)
-            host = route.tls_name
-        return super().connection_from_host(host, port, scheme, kwargs)
+        return kwargs

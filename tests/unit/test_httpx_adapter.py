@@ -6,6 +6,7 @@ import importlib
 import json
 import ssl
 import sys
+import types
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,8 +20,7 @@ import kubealias.httpx
 from kubealias import KubeAliasError, PolicyError, ResolutionError, Resolver
 from kubealias._http import Route
 from kubealias.httpx import AsyncHTTPTransport, HTTPTransport
-from kubealias.testing import ClusterDNS
-from kubealias.testing import TLSServer as TLSEchoServer
+from kubealias.testing import ClusterDNS, TLSServer
 from tests.unit._connect_proxy import ConnectProxy
 from tests.unit.conftest import DEAD, MULTI, PAYMENT, SECOND, WRONG
 
@@ -47,7 +47,7 @@ def client(transport: HTTPTransport) -> Iterator[httpx.Client]:
         yield c
 
 
-def url(server: TLSEchoServer, host: str, path: str = "/") -> str:
+def url(server: TLSServer, host: str, path: str = "/") -> str:
     return f"https://{host}:{server.port}{path}"
 
 
@@ -173,7 +173,7 @@ def either_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
 
 
 async def test_both_paths_verify_send_the_body_and_stream(
-    either_path: bool, resolver: Resolver, trust: ssl.SSLContext, server: TLSEchoServer
+    either_path: bool, resolver: Resolver, trust: ssl.SSLContext, server: TLSServer
 ) -> None:
     with httpx.Client(transport=HTTPTransport(verify=trust, resolver=resolver)) as c:
         body = echo(c.post(url(server, "payment-api"), content=b"x" * 100))
@@ -261,7 +261,7 @@ async def test_a_port_out_of_range_is_a_connect_error_in_both_transports(
 
 
 def test_alias_is_verified_as_the_external_name(
-    client: httpx.Client, server: TLSEchoServer, lookups: list[str]
+    client: httpx.Client, server: TLSServer, lookups: list[str]
 ) -> None:
     response = client.get(url(server, "payment-api", "/v1/charges"))
 
@@ -274,7 +274,7 @@ def test_alias_is_verified_as_the_external_name(
     assert lookups == []  # connected to the cluster DNS's address, no lookup of any name
 
 
-def test_connection_is_reused(client: httpx.Client, server: TLSEchoServer) -> None:
+def test_connection_is_reused(client: httpx.Client, server: TLSServer) -> None:
     before = len(server.connections)
     ids = {echo(client.get(url(server, "payment-api")))["conn"] for _ in range(5)}
 
@@ -284,7 +284,7 @@ def test_connection_is_reused(client: httpx.Client, server: TLSEchoServer) -> No
 
 
 def test_two_aliases_on_one_address_never_share_a_connection(
-    client: httpx.Client, transport: HTTPTransport, server: TLSEchoServer
+    client: httpx.Client, transport: HTTPTransport, server: TLSServer
 ) -> None:
     seen: dict[str, set[int]] = {PAYMENT: set(), SECOND: set()}
     for _ in range(4):
@@ -299,7 +299,7 @@ def test_two_aliases_on_one_address_never_share_a_connection(
 
 
 def test_rewrite_host_false_keeps_the_host_header(
-    resolver: Resolver, trust: ssl.SSLContext, server: TLSEchoServer
+    resolver: Resolver, trust: ssl.SSLContext, server: TLSServer
 ) -> None:
     kt = HTTPTransport(verify=trust, resolver=resolver, rewrite_host=False)
     with httpx.Client(transport=kt) as client:
@@ -309,7 +309,7 @@ def test_rewrite_host_false_keeps_the_host_header(
     assert body["host"] == f"payment-api:{server.port}"
 
 
-def test_explicit_host_header_is_kept(client: httpx.Client, server: TLSEchoServer) -> None:
+def test_explicit_host_header_is_kept(client: httpx.Client, server: TLSServer) -> None:
     response = client.get(url(server, "payment-api"), headers={"Host": "api.example.com"})
 
     assert echo(response)["host"] == "api.example.com"
@@ -317,7 +317,7 @@ def test_explicit_host_header_is_kept(client: httpx.Client, server: TLSEchoServe
 
 
 def test_redirect_to_another_host_does_not_carry_the_rewritten_host(
-    client: httpx.Client, server: TLSEchoServer
+    client: httpx.Client, server: TLSServer
 ) -> None:
     target = url(server, "localhost", "/final")
     response = client.get(
@@ -336,7 +336,7 @@ def test_redirect_to_another_host_does_not_carry_the_rewritten_host(
 
 
 def test_redirect_within_the_alias_is_rewritten_again(
-    client: httpx.Client, server: TLSEchoServer
+    client: httpx.Client, server: TLSServer
 ) -> None:
     target = url(server, "payment-api", "/final")
     response = client.get(
@@ -351,7 +351,7 @@ def test_redirect_within_the_alias_is_rewritten_again(
     )
 
 
-def test_post_body_and_streaming_response(client: httpx.Client, server: TLSEchoServer) -> None:
+def test_post_body_and_streaming_response(client: httpx.Client, server: TLSServer) -> None:
     with client.stream("POST", url(server, "payment-api"), content=b"charge=1") as response:
         body = b"".join(response.iter_bytes())
 
@@ -364,7 +364,7 @@ def test_post_body_and_streaming_response(client: httpx.Client, server: TLSEchoS
 @pytest.mark.parametrize(("host", "sni"), [("localhost", "localhost"), ("127.0.0.1", None)])
 def test_non_alias_goes_through_the_base_transport_unchanged(
     transport: HTTPTransport,
-    server: TLSEchoServer,
+    server: TLSServer,
     dns: ClusterDNS,
     monkeypatch: pytest.MonkeyPatch,
     host: str,
@@ -392,14 +392,14 @@ def test_non_alias_goes_through_the_base_transport_unchanged(
 # --- sync: verification ---------------------------------------------------------------------------
 
 
-def test_verification_stays_on(client: httpx.Client, server: TLSEchoServer) -> None:
+def test_verification_stays_on(client: httpx.Client, server: TLSServer) -> None:
     # The server has no certificate for wrong.example.test: it presents its default one.
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         client.get(url(server, "wrong-api"))
 
 
 def test_default_verification_uses_the_system_trust_store(
-    resolver: Resolver, server: TLSEchoServer
+    resolver: Resolver, server: TLSServer
 ) -> None:
     kt = HTTPTransport(resolver=resolver)  # verify=True: the test CA is not trusted
     context = kt._options["verify"]
@@ -408,7 +408,7 @@ def test_default_verification_uses_the_system_trust_store(
         client.get(url(server, "payment-api"))
 
 
-def test_verify_false_is_the_callers_choice(resolver: Resolver, server: TLSEchoServer) -> None:
+def test_verify_false_is_the_callers_choice(resolver: Resolver, server: TLSServer) -> None:
     with httpx.Client(transport=HTTPTransport(verify=False, resolver=resolver)) as client:
         response = client.get(url(server, "wrong-api"))
 
@@ -421,7 +421,7 @@ def test_verify_false_is_the_callers_choice(resolver: Resolver, server: TLSEchoS
 
 
 def test_resolution_failure_is_a_connect_error(
-    client: httpx.Client, dns: ClusterDNS, server: TLSEchoServer
+    client: httpx.Client, dns: ClusterDNS, server: TLSServer
 ) -> None:
     dns.external_name("broken-api", "production", "broken.example.test")
     dns.fault("broken-api.production.svc.cluster.local", "servfail")
@@ -437,7 +437,7 @@ def test_resolution_failure_is_a_connect_error(
 
 
 def test_policy_refusal_is_a_connect_error(
-    dns: ClusterDNS, trust: ssl.SSLContext, server: TLSEchoServer
+    dns: ClusterDNS, trust: ssl.SSLContext, server: TLSServer
 ) -> None:
     resolver = dns.resolver(timeout=1, allowed_targets=["*.allowed.test"])
     with (
@@ -450,7 +450,7 @@ def test_policy_refusal_is_a_connect_error(
 
 
 def test_first_address_refusing_moves_to_the_next(
-    client: httpx.Client, resolver: Resolver, server: TLSEchoServer
+    client: httpx.Client, resolver: Resolver, server: TLSServer
 ) -> None:
     assert resolver.resolve("multi-api").addresses == ("127.0.0.2", "127.0.0.1")
 
@@ -459,9 +459,7 @@ def test_first_address_refusing_moves_to_the_next(
     assert (body["sni"], body["host"]) == (MULTI, f"{MULTI}:{server.port}")
 
 
-def test_no_address_accepting_lists_every_address(
-    client: httpx.Client, server: TLSEchoServer
-) -> None:
+def test_no_address_accepting_lists_every_address(client: httpx.Client, server: TLSServer) -> None:
     with pytest.raises(httpx.ConnectError) as info:
         client.get(url(server, "dead-api"))
 
@@ -476,7 +474,7 @@ def test_no_address_accepting_lists_every_address(
 
 
 def test_proxy_connect_goes_to_the_tls_name(
-    resolver: Resolver, trust: ssl.SSLContext, server: TLSEchoServer
+    resolver: Resolver, trust: ssl.SSLContext, server: TLSServer
 ) -> None:
     with ConnectProxy() as proxy:
         kt = HTTPTransport(verify=trust, resolver=resolver, proxy=proxy.url)
@@ -494,7 +492,7 @@ def test_proxy_connect_goes_to_the_tls_name(
 
 
 def test_threads_share_one_client(
-    client: httpx.Client, transport: HTTPTransport, server: TLSEchoServer
+    client: httpx.Client, transport: HTTPTransport, server: TLSServer
 ) -> None:
     pairs = (("payment-api", PAYMENT), ("second-api", SECOND))
 
@@ -516,7 +514,7 @@ def test_evicted_route_closes_once_its_responses_are_done(
     monkeypatch: pytest.MonkeyPatch,
     resolver: Resolver,
     trust: ssl.SSLContext,
-    server: TLSEchoServer,
+    server: TLSServer,
 ) -> None:
     monkeypatch.setattr(kubealias.httpx, "_MAX_ROUTES", 1)
     kt = HTTPTransport(verify=trust, resolver=resolver)
@@ -617,7 +615,7 @@ def test_route_cache_request_racing_an_eviction_goes_round_again() -> None:
 
 
 def test_the_callers_request_is_restored(
-    transport: HTTPTransport, server: TLSEchoServer, silent_port: int
+    transport: HTTPTransport, server: TLSServer, silent_port: int
 ) -> None:
     request = httpx.Request("GET", url(server, "payment-api"), extensions={"k": "v"})
     before = (request.url, request.headers.multi_items(), dict(request.extensions))
@@ -638,7 +636,7 @@ def test_the_callers_request_is_restored(
 
 
 def test_close_closes_every_inner_transport(
-    resolver: Resolver, trust: ssl.SSLContext, server: TLSEchoServer
+    resolver: Resolver, trust: ssl.SSLContext, server: TLSServer
 ) -> None:
     with HTTPTransport(verify=trust, resolver=resolver) as kt:
         for service in ("payment-api", "second-api"):
@@ -661,6 +659,115 @@ def test_missing_httpx_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
         importlib.import_module("kubealias.httpx")
 
 
+# --- httpx internals: the fallback, and the loud failure (httpx is bounded in pyproject.toml) --
+
+
+def _httpx_without(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """An ``httpx._transports.default`` without ``name``, as kubealias.httpx sees it (httpx's
+    own code keeps its module)."""
+    real = importlib.import_module("httpx._transports.default")
+    stand_in = types.ModuleType(real.__name__)
+    stand_in.__dict__.update({k: v for k, v in vars(real).items() if k != name})
+    monkeypatch.setitem(sys.modules, real.__name__, stand_in)
+
+
+def test_missing_glue_names_what_this_httpx_lacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert kubealias.httpx._missing_glue() == ()
+
+    _httpx_without(monkeypatch, "map_httpcore_exceptions")
+    assert kubealias.httpx._missing_glue() == ("httpx._transports.default.map_httpcore_exceptions",)
+    monkeypatch.setitem(sys.modules, "httpx._transports.default", None)  # no such module
+    assert kubealias.httpx._missing_glue() == ("httpx._transports.default",)
+
+
+def test_an_httpx_without_its_glue_sends_a_second_request_through_the_inner_transport(
+    monkeypatch: pytest.MonkeyPatch,
+    resolver: Resolver,
+    trust: ssl.SSLContext,
+    server: TLSServer,
+) -> None:
+    # An httpx without ResponseStream: kubealias.httpx imported afresh takes the documented
+    # fallback (the package attribute and sys.modules are restored afterwards).
+    _httpx_without(monkeypatch, "ResponseStream")
+    monkeypatch.setattr(kubealias, "httpx", kubealias.httpx)
+    monkeypatch.delitem(sys.modules, "kubealias.httpx")
+    fresh = importlib.import_module("kubealias.httpx")
+    assert (fresh._DIRECT, fresh._MISSING_GLUE) == (
+        False,
+        ("httpx._transports.default.ResponseStream",),
+    )
+    sent: list[httpx.Request] = []
+    real = httpx.HTTPTransport.handle_request
+
+    def spy(inner: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return real(inner, request)
+
+    monkeypatch.setattr(httpx.HTTPTransport, "handle_request", spy)
+    with httpx.Client(transport=fresh.HTTPTransport(verify=trust, resolver=resolver)) as c:
+        response = c.get(url(server, "payment-api"))
+        body = echo(response)
+
+    assert (body["sni"], body["host"]) == (PAYMENT, f"{PAYMENT}:{server.port}")
+    (forwarded,) = sent  # through the route's inner httpx transport, as a new request
+    assert forwarded is not response.request
+    assert forwarded.url == response.request.url
+    assert forwarded.extensions["sni_hostname"] == PAYMENT
+
+
+def _without_network_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every httpx transport built from now on has a pool without ``_network_backend``."""
+    for cls in (httpx.HTTPTransport, httpx.AsyncHTTPTransport):
+
+        def init(self: Any, *args: Any, __real: Any = cls.__init__, **kwargs: Any) -> None:
+            __real(self, *args, **kwargs)
+            del self._pool._network_backend
+
+        monkeypatch.setattr(cls, "__init__", init)
+
+
+async def test_an_httpx_without_the_pool_backend_fails_loudly(
+    monkeypatch: pytest.MonkeyPatch,
+    resolver: Resolver,
+    trust: ssl.SSLContext,
+    server: TLSServer,
+) -> None:
+    _without_network_backend(monkeypatch)
+    versions = f"httpx {httpx.__version__} with httpcore {httpcore.__version__}"
+
+    with (
+        httpx.Client(transport=HTTPTransport(verify=trust, resolver=resolver)) as c,
+        pytest.raises(KubeAliasError) as info,
+    ):
+        c.get(url(server, "payment-api"))
+    message = str(info.value)
+    assert versions in message
+    assert "no usable ConnectionPool._network_backend" in message
+    assert "refusing to connect to an alias by its name" in message
+    assert "httpx>=0.27,<0.29" in message
+
+    async with httpx.AsyncClient(
+        transport=AsyncHTTPTransport(verify=trust, resolver=resolver)
+    ) as ac:
+        with pytest.raises(
+            KubeAliasError, match=r"no usable AsyncConnectionPool\._network_backend"
+        ):
+            await ac.get(url(server, "payment-api"))
+
+
+@pytest.mark.parametrize("cls", [httpx.HTTPTransport, httpx.AsyncHTTPTransport])
+def test_an_httpx_transport_without_a_pool_fails_loudly(cls: type[Any]) -> None:
+    transport = cls()
+    pool = transport._pool
+    del transport._pool
+    try:
+        with pytest.raises(KubeAliasError, match=rf"no usable {cls.__name__}\._pool \(") as info:
+            kubealias.httpx._pin(transport, ROUTE)
+    finally:
+        transport._pool = pool
+    assert httpx.__version__ in str(info.value)
+
+
 # --- async ----------------------------------------------------------------------------------------
 
 
@@ -673,7 +780,7 @@ async def aclient(resolver: Resolver, trust: ssl.SSLContext) -> Any:
 
 
 async def test_async_alias_is_verified_as_the_external_name(
-    aclient: httpx.AsyncClient, server: TLSEchoServer, lookups: list[str]
+    aclient: httpx.AsyncClient, server: TLSServer, lookups: list[str]
 ) -> None:
     before = len(server.connections)
     bodies = [echo(await aclient.get(url(server, "payment-api"))) for _ in range(3)]
@@ -684,7 +791,7 @@ async def test_async_alias_is_verified_as_the_external_name(
 
 
 async def test_async_two_aliases_never_share_a_connection(
-    aclient: httpx.AsyncClient, server: TLSEchoServer
+    aclient: httpx.AsyncClient, server: TLSServer
 ) -> None:
     seen: dict[str, set[int]] = {PAYMENT: set(), SECOND: set()}
     for _ in range(3):
@@ -701,7 +808,7 @@ async def test_async_path_uses_aresolve_only(
     monkeypatch: pytest.MonkeyPatch,
     resolver: Resolver,
     trust: ssl.SSLContext,
-    server: TLSEchoServer,
+    server: TLSServer,
 ) -> None:
     def blocking(host: str) -> None:
         raise AssertionError(f"the async transport called the blocking resolve({host!r})")
@@ -715,7 +822,7 @@ async def test_async_path_uses_aresolve_only(
 
 
 async def test_async_explicit_host_and_rewrite_host_false(
-    resolver: Resolver, trust: ssl.SSLContext, server: TLSEchoServer
+    resolver: Resolver, trust: ssl.SSLContext, server: TLSServer
 ) -> None:
     kt = AsyncHTTPTransport(verify=trust, resolver=resolver, rewrite_host=False)
     async with httpx.AsyncClient(transport=kt) as client:
@@ -729,7 +836,7 @@ async def test_async_explicit_host_and_rewrite_host_false(
 
 
 async def test_async_non_alias_passes_through(
-    aclient: httpx.AsyncClient, server: TLSEchoServer
+    aclient: httpx.AsyncClient, server: TLSServer
 ) -> None:
     body = echo(await aclient.get(url(server, "localhost")))
 
@@ -737,7 +844,7 @@ async def test_async_non_alias_passes_through(
 
 
 async def test_async_failures(
-    aclient: httpx.AsyncClient, dns: ClusterDNS, server: TLSEchoServer
+    aclient: httpx.AsyncClient, dns: ClusterDNS, server: TLSServer
 ) -> None:
     dns.external_name("broken-api", "production", "broken.example.test")
     dns.fault("broken-api.production.svc.cluster.local", "servfail")
@@ -757,7 +864,7 @@ async def test_async_failures(
 
 
 async def test_async_first_address_refusing_moves_to_the_next(
-    aclient: httpx.AsyncClient, server: TLSEchoServer
+    aclient: httpx.AsyncClient, server: TLSServer
 ) -> None:
     body = echo(await aclient.get(url(server, "multi-api")))
 
@@ -765,7 +872,7 @@ async def test_async_first_address_refusing_moves_to_the_next(
 
 
 async def test_async_redirect_to_another_host(
-    aclient: httpx.AsyncClient, server: TLSEchoServer
+    aclient: httpx.AsyncClient, server: TLSServer
 ) -> None:
     target = url(server, "localhost", "/final")
     response = await aclient.get(
@@ -777,7 +884,7 @@ async def test_async_redirect_to_another_host(
 
 
 async def test_async_streaming_and_aclose(
-    resolver: Resolver, trust: ssl.SSLContext, server: TLSEchoServer
+    resolver: Resolver, trust: ssl.SSLContext, server: TLSServer
 ) -> None:
     kt = AsyncHTTPTransport(verify=trust, resolver=resolver)
     async with httpx.AsyncClient(transport=kt) as client:
@@ -796,7 +903,7 @@ async def test_async_streaming_and_aclose(
 def test_a_cluster_ip_keeps_the_callers_own_sni(
     resolver: Resolver,
     trust: ssl.SSLContext,
-    server: TLSEchoServer,
+    server: TLSServer,
     dns: ClusterDNS,
     lookups: list[str],
 ) -> None:
@@ -816,7 +923,7 @@ def test_a_cluster_ip_keeps_the_callers_own_sni(
 
 
 def test_two_names_of_one_alias_each_get_their_pool(
-    client: httpx.Client, transport: HTTPTransport, server: TLSEchoServer
+    client: httpx.Client, transport: HTTPTransport, server: TLSServer
 ) -> None:
     for name in ("payment-api", "payment-api.production", "payment-api"):
         assert echo(client.get(url(server, name)))["sni"] == PAYMENT

@@ -5,14 +5,13 @@ from __future__ import annotations
 import pickle
 import socket
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.util.retry import Retry
 
 import kubealias
@@ -20,10 +19,9 @@ import kubealias._http
 import kubealias.urllib3
 from kubealias import PolicyError, ResolutionError, Resolver
 from kubealias.requests import KubeAliasAdapter, Session
-from kubealias.testing import ClusterDNS
-from kubealias.testing import TLSServer as TLSEchoServer
+from kubealias.testing import ClusterDNS, TLSServer
 from tests.unit._connect_proxy import ConnectProxy
-from tests.unit.conftest import DEAD, MULTI, PAYMENT, SECOND, WRONG, FakeClock, url
+from tests.unit.conftest import DEAD, PAYMENT, SECOND, WRONG, FakeClock, url
 
 
 @pytest.fixture
@@ -54,23 +52,8 @@ def pool_for(adapter: HTTPAdapter, target: str, verify: Any = True) -> HTTPConne
 # --- the documented use ---------------------------------------------------------------------------
 
 
-def test_alias_is_verified_as_the_external_name_and_reused(
-    session: Session, server: TLSEchoServer, dns: ClusterDNS, lookups: list[str]
-) -> None:
-    before = len(server.connections)
-    bodies = [echo(session.get(url(server.port, "payment-api", f"/{n}"))) for n in range(5)]
-
-    assert {(b["sni"], b["host"]) for b in bodies} == {(PAYMENT, f"{PAYMENT}:{server.port}")}
-    assert [b["path"] for b in bodies] == [f"/{n}" for n in range(5)]
-    # Five requests, one TLS handshake
-    assert [c.sni for c in server.connections[before:]] == [PAYMENT]
-    assert lookups == []  # connected to the cluster DNS's addresses: no second lookup
-    # Resolved once (A and AAAA of the first search candidate), then from the cache.
-    assert {q.name for q in dns.queries} == {"payment-api.production.svc.cluster.local"}
-
-
 def test_mounted_on_a_plain_requests_session(
-    resolver: Resolver, cafile: str, server: TLSEchoServer
+    resolver: Resolver, cafile: str, server: TLSServer
 ) -> None:
     with requests.Session() as s:
         s.mount("https://", KubeAliasAdapter(resolver=resolver))
@@ -83,7 +66,7 @@ def test_mounted_on_a_plain_requests_session(
     )
 
 
-def test_request_object_is_not_changed(session: Session, server: TLSEchoServer) -> None:
+def test_request_object_is_not_changed(session: Session, server: TLSServer) -> None:
     response = session.get(url(server.port, "payment-api"))
 
     # The Host is written on the wire by the connection: the PreparedRequest (which redirects
@@ -93,7 +76,7 @@ def test_request_object_is_not_changed(session: Session, server: TLSEchoServer) 
     assert response.url == url(server.port, "payment-api")
 
 
-def test_post_body(session: Session, server: TLSEchoServer) -> None:
+def test_post_body(session: Session, server: TLSServer) -> None:
     body = echo(session.post(url(server.port, "payment-api", "/charges"), data=b"amount=1"))
 
     assert (body["method"], body["body"], body["sni"]) == ("POST", "amount=1", PAYMENT)
@@ -102,22 +85,8 @@ def test_post_body(session: Session, server: TLSEchoServer) -> None:
 # --- pools: one per TLS name and address set ------------------------------------------------------
 
 
-def test_two_aliases_on_one_address_never_share_a_connection(
-    session: Session, server: TLSEchoServer
-) -> None:
-    conns: dict[str, set[int]] = {PAYMENT: set(), SECOND: set()}
-    for _ in range(4):
-        for service, name in (("payment-api", PAYMENT), ("second-api", SECOND)):
-            body = echo(session.get(url(server.port, service)))
-            assert (body["sni"], body["host"]) == (name, f"{name}:{server.port}")
-            conns[name].add(body["conn"])
-
-    assert len(conns[PAYMENT]) == len(conns[SECOND]) == 1  # each reused
-    assert not conns[PAYMENT] & conns[SECOND]  # never each other's
-
-
 def test_new_tls_name_after_the_ttl_gets_a_new_connection(
-    dns: ClusterDNS, clock: FakeClock, cafile: str, server: TLSEchoServer
+    dns: ClusterDNS, clock: FakeClock, cafile: str, server: TLSServer
 ) -> None:
     with Session(resolver=dns.resolver(timeout=1, clock=clock)) as s:
         s.verify = cafile
@@ -136,73 +105,7 @@ def test_new_tls_name_after_the_ttl_gets_a_new_connection(
     assert again["conn"] == moved["conn"]
 
 
-def test_new_address_set_after_the_ttl_gets_a_new_pool(
-    dns: ClusterDNS, clock: FakeClock, cafile: str, server: TLSEchoServer
-) -> None:
-    with Session(resolver=dns.resolver(timeout=1, clock=clock)) as s:
-        s.verify = cafile
-        target = url(server.port, "payment-api")
-        first = echo(s.get(target))
-        old_pool = pool_for(adapter_of(s), target, cafile)
-        dns.record(PAYMENT, "A", ["127.0.0.2", "127.0.0.1"], replace=True)
-        clock.advance(6)
-        moved = echo(s.get(target))
-        new_pool = pool_for(adapter_of(s), target, cafile)
-
-    assert moved["sni"] == PAYMENT
-    assert moved["conn"] != first["conn"]  # a new handshake on a new pool
-    assert new_pool is not old_pool
-    assert new_pool.conn_kw["ka_route"].addresses == ("127.0.0.2", "127.0.0.1")
-    assert old_pool.conn_kw["ka_route"].addresses == ("127.0.0.1",)
-
-
 # --- the Host header ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("target", "want"),
-    [
-        ("https://payment-api/", PAYMENT),
-        ("https://payment-api:443/", PAYMENT),
-        ("https://payment-api:8443/", f"{PAYMENT}:8443"),
-        ("https://payment-api:80/", f"{PAYMENT}:80"),
-        ("http://payment-api/", PAYMENT),
-        ("http://payment-api:80/", PAYMENT),
-        ("http://payment-api:8080/", f"{PAYMENT}:8080"),
-    ],
-)
-def test_host_header_has_the_port_only_when_not_the_default(
-    session: Session, target: str, want: str
-) -> None:
-    conn = pool_for(session.get_adapter(target), target)._new_conn()  # never connects
-    conn.putrequest("GET", "/")
-
-    assert f"Host: {want}\r\n".encode() in b"\r\n".join(conn._buffer) + b"\r\n"  # type: ignore[attr-defined]
-
-
-def test_rewrite_host_false_keeps_the_applications_name(
-    resolver: Resolver, cafile: str, server: TLSEchoServer
-) -> None:
-    with Session(resolver=resolver, rewrite_host=False) as s:
-        body = echo(s.get(url(server.port, "payment-api"), verify=cafile))
-
-    # The echo server chooses its virtual host by SNI (421 only for an unknown SNI), so the
-    # original Host is accepted: SNI and verification are still the TLS name.
-    assert (body["sni"], body["host"]) == (PAYMENT, f"payment-api:{server.port}")
-
-
-@pytest.mark.parametrize("rewrite_host", [True, False])
-def test_callers_host_header_is_never_overwritten(
-    resolver: Resolver, cafile: str, server: TLSEchoServer, rewrite_host: bool
-) -> None:
-    with Session(resolver=resolver, rewrite_host=rewrite_host) as s:
-        body = echo(
-            s.get(
-                url(server.port, "payment-api"), headers={"host": "api.example.com"}, verify=cafile
-            )
-        )
-
-    assert (body["sni"], body["host"]) == (PAYMENT, "api.example.com")
 
 
 @pytest.mark.parametrize(
@@ -210,7 +113,7 @@ def test_callers_host_header_is_never_overwritten(
     [("127.0.0.1", None), ("localhost", "localhost")],
 )
 def test_redirect_to_another_host_does_not_carry_the_rewritten_host(
-    session: Session, server: TLSEchoServer, host: str, sni: str | None
+    session: Session, server: TLSServer, host: str, sni: str | None
 ) -> None:
     target = url(server.port, host, "/final")
     response = session.get(url(server.port, "payment-api", "/redirect"), params={"to": target})
@@ -222,47 +125,11 @@ def test_redirect_to_another_host_does_not_carry_the_rewritten_host(
     assert (final["sni"], final["host"], final["path"]) == (sni, f"{host}:{server.port}", "/final")
 
 
-def test_redirect_within_the_alias_is_rewritten_again(
-    session: Session, server: TLSEchoServer
-) -> None:
-    target = url(server.port, "second-api", "/final")
-    response = session.get(url(server.port, "payment-api", "/redirect"), params={"to": target})
-
-    final = echo(response)
-    assert (final["sni"], final["host"], final["path"]) == (
-        SECOND,
-        f"{SECOND}:{server.port}",
-        "/final",
-    )
-
-
 # --- names that are not aliases -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("target", "pool_class"),
-    [
-        ("https://api.example.com/v1", HTTPSConnectionPool),
-        ("https://127.0.0.1:8443/", HTTPSConnectionPool),
-        ("https://[::1]/", HTTPSConnectionPool),
-        ("https://localhost/", HTTPSConnectionPool),
-        ("http://api.example.com/", HTTPConnectionPool),
-        ("http://10.0.0.1/", HTTPConnectionPool),
-    ],
-)
-def test_non_alias_takes_urllib3s_own_pool_without_a_dns_query(
-    session: Session, dns: ClusterDNS, target: str, pool_class: type[HTTPConnectionPool]
-) -> None:
-    pool = pool_for(session.get_adapter(target), target)
-
-    assert type(pool) is pool_class
-    assert "ka_route" not in pool.conn_kw
-    assert "server_hostname" not in pool.conn_kw
-    assert dns.queries == []
-
-
 def test_cluster_ip_service_keeps_its_name_and_connects_to_the_answer(
-    session: Session, dns: ClusterDNS, server: TLSEchoServer, lookups: list[str]
+    session: Session, dns: ClusterDNS, server: TLSServer, lookups: list[str]
 ) -> None:
     # Not an alias: the name as given for SNI, Host and the certificate check; the connection
     # goes to the addresses kubealias read (one answer decides both), not to a second lookup.
@@ -278,20 +145,10 @@ def test_cluster_ip_service_keeps_its_name_and_connects_to_the_answer(
     assert lookups == []
 
 
-@pytest.mark.parametrize(("host", "sni"), [("localhost", "localhost"), ("127.0.0.1", None)])
-def test_non_alias_request_is_unchanged(
-    session: Session, server: TLSEchoServer, dns: ClusterDNS, host: str, sni: str | None
-) -> None:
-    body = echo(session.get(url(server.port, host)))
-
-    assert (body["sni"], body["host"]) == (sni, f"{host}:{server.port}")
-    assert dns.queries == []
-
-
 # --- verification ---------------------------------------------------------------------------------
 
 
-def test_certificate_for_another_name_fails(session: Session, server: TLSEchoServer) -> None:
+def test_certificate_for_another_name_fails(session: Session, server: TLSServer) -> None:
     # The server has no certificate for wrong.example.test: it presents its default one, from
     # the trusted CA but for other names.
     with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
@@ -300,14 +157,14 @@ def test_certificate_for_another_name_fails(session: Session, server: TLSEchoSer
 
 @pytest.mark.parametrize("verify", [True, "other"])
 def test_untrusted_ca_fails(
-    resolver: Resolver, server: TLSEchoServer, other_cafile: str, verify: bool | str
+    resolver: Resolver, server: TLSServer, other_cafile: str, verify: bool | str
 ) -> None:
     with Session(resolver=resolver) as s, pytest.raises(requests.exceptions.SSLError):
         s.get(url(server.port, "payment-api"), verify=other_cafile if verify == "other" else True)
 
 
 def test_verify_false_is_the_callers_choice_and_stays_theirs(
-    session: Session, server: TLSEchoServer
+    session: Session, server: TLSServer
 ) -> None:
     with pytest.warns(urllib3.exceptions.InsecureRequestWarning):
         response = session.get(url(server.port, "wrong-api"), verify=False)
@@ -320,7 +177,7 @@ def test_verify_false_is_the_callers_choice_and_stays_theirs(
         session.get(url(server.port, "wrong-api"))
 
 
-def test_kubealias_only_changes_the_name_verified(session: Session, server: TLSEchoServer) -> None:
+def test_kubealias_only_changes_the_name_verified(session: Session, server: TLSServer) -> None:
     target = url(server.port, "payment-api")
     with session.get(target, stream=True) as response:
         pool = pool_for(adapter_of(session), target, session.verify)
@@ -336,7 +193,7 @@ def test_kubealias_only_changes_the_name_verified(session: Session, server: TLSE
 
 
 def test_client_certificate_is_passed_through(
-    resolver: Resolver, cafile: str, mtls_server: TLSEchoServer, client_cert: tuple[str, str]
+    resolver: Resolver, cafile: str, mtls_server: TLSServer, client_cert: tuple[str, str]
 ) -> None:
     target = url(mtls_server.port, "payment-api")
     with Session(resolver=resolver) as s:
@@ -352,31 +209,7 @@ def test_client_certificate_is_passed_through(
 # --- connecting, timeouts, retries ----------------------------------------------------------------
 
 
-def test_first_address_refusing_moves_to_the_next(
-    session: Session, resolver: Resolver, server: TLSEchoServer, lookups: list[str]
-) -> None:
-    assert resolver.resolve("multi-api").addresses == ("127.0.0.2", "127.0.0.1")
-
-    body = echo(session.get(url(server.port, "multi-api")))
-
-    assert (body["sni"], body["host"]) == (MULTI, f"{MULTI}:{server.port}")
-    assert lookups == []
-
-
-def test_first_address_timing_out_moves_to_the_next(
-    session: Session, dns: ClusterDNS, server: TLSEchoServer
-) -> None:
-    # 127.0.0.2 on the server's port accepts nothing more (its queue is full): SYNs are dropped.
-    with socket.create_server(("127.0.0.2", server.port), backlog=0) as listener:
-        filler = socket.create_connection(listener.getsockname(), timeout=1)
-        with filler:
-            dns.record(PAYMENT, "A", ["127.0.0.2", "127.0.0.1"], replace=True)
-            body = echo(session.get(url(server.port, "payment-api"), timeout=(0.2, 5)))
-
-    assert body["sni"] == PAYMENT
-
-
-def test_no_address_accepting_lists_every_address(session: Session, server: TLSEchoServer) -> None:
+def test_no_address_accepting_lists_every_address(session: Session, server: TLSServer) -> None:
     with pytest.raises(requests.exceptions.ConnectionError) as info:
         session.get(url(server.port, "dead-api"))
 
@@ -434,7 +267,7 @@ def connects(monkeypatch: pytest.MonkeyPatch) -> ConnectSpy:
 
 
 def test_connect_errors_are_not_retried_by_default(
-    session: Session, server: TLSEchoServer, connects: ConnectSpy
+    session: Session, server: TLSServer, connects: ConnectSpy
 ) -> None:
     connects.fail_first = True
 
@@ -444,7 +277,7 @@ def test_connect_errors_are_not_retried_by_default(
 
 
 def test_connect_errors_are_retried_with_max_retries(
-    resolver: Resolver, cafile: str, server: TLSEchoServer, connects: ConnectSpy
+    resolver: Resolver, cafile: str, server: TLSServer, connects: ConnectSpy
 ) -> None:
     connects.fail_first = True
     with Session(resolver=resolver, max_retries=1) as s:
@@ -455,7 +288,7 @@ def test_connect_errors_are_retried_with_max_retries(
 
 
 def test_retries_are_exhausted_as_with_the_base_adapter(
-    resolver: Resolver, cafile: str, server: TLSEchoServer, connects: ConnectSpy
+    resolver: Resolver, cafile: str, server: TLSServer, connects: ConnectSpy
 ) -> None:
     with (
         Session(resolver=resolver, max_retries=Retry(connect=2, backoff_factor=0)) as s,
@@ -468,7 +301,7 @@ def test_retries_are_exhausted_as_with_the_base_adapter(
     assert isinstance(reason, urllib3.exceptions.NewConnectionError)
 
 
-def test_stream_true(session: Session, server: TLSEchoServer) -> None:
+def test_stream_true(session: Session, server: TLSServer) -> None:
     target = url(server.port, "payment-api", "/streamed")
     with session.get(target, stream=True) as response:
         assert isinstance(response.raw, urllib3.HTTPResponse)
@@ -485,7 +318,7 @@ def test_stream_true(session: Session, server: TLSEchoServer) -> None:
 
 
 def test_resolution_failure_is_a_connection_error(
-    session: Session, dns: ClusterDNS, server: TLSEchoServer
+    session: Session, dns: ClusterDNS, server: TLSServer
 ) -> None:
     dns.external_name("broken-api", "production", "broken.example.test")
     dns.fault("broken-api.production.svc.cluster.local", "servfail")
@@ -504,7 +337,7 @@ def test_resolution_failure_is_a_connection_error(
 
 
 def test_policy_refusal_is_a_connection_error(
-    dns: ClusterDNS, cafile: str, server: TLSEchoServer
+    dns: ClusterDNS, cafile: str, server: TLSServer
 ) -> None:
     resolver = dns.resolver(timeout=1, allowed_targets=["*.allowed.test"])
     with (
@@ -520,7 +353,7 @@ def test_policy_refusal_is_a_connection_error(
 # --- proxies --------------------------------------------------------------------------------------
 
 
-def test_proxy_connect_goes_to_the_tls_name(session: Session, server: TLSEchoServer) -> None:
+def test_proxy_connect_goes_to_the_tls_name(session: Session, server: TLSServer) -> None:
     with ConnectProxy() as proxy:
         proxies = {"https": proxy.url}
         bodies = [
@@ -538,16 +371,14 @@ def test_proxy_connect_goes_to_the_tls_name(session: Session, server: TLSEchoSer
 # The client resets the tunnel when it refuses the certificate, and ConnectProxy's pipe thread
 # does not expect ECONNRESET.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
-def test_verification_stays_on_through_a_proxy(session: Session, server: TLSEchoServer) -> None:
+def test_verification_stays_on_through_a_proxy(session: Session, server: TLSServer) -> None:
     with ConnectProxy() as proxy, pytest.raises(requests.exceptions.SSLError):
         session.get(url(server.port, "wrong-api"), proxies={"https": proxy.url})
 
     assert proxy.targets == [f"{WRONG}:{server.port}"]
 
 
-def test_proxy_with_rewrite_host_false(
-    resolver: Resolver, cafile: str, server: TLSEchoServer
-) -> None:
+def test_proxy_with_rewrite_host_false(resolver: Resolver, cafile: str, server: TLSServer) -> None:
     with ConnectProxy() as proxy, Session(resolver=resolver, rewrite_host=False) as s:
         body = echo(
             s.get(url(server.port, "payment-api"), proxies={"https": proxy.url}, verify=cafile)
@@ -568,7 +399,7 @@ def test_proxy_with_rewrite_host_false(
 )
 def test_https_proxy_and_no_proxy_from_the_environment(
     session: Session,
-    server: TLSEchoServer,
+    server: TLSServer,
     monkeypatch: pytest.MonkeyPatch,
     no_proxy: str,
     proxied: set[str],
@@ -586,7 +417,7 @@ def test_https_proxy_and_no_proxy_from_the_environment(
 
 
 def test_resolution_failure_through_a_proxy(
-    session: Session, dns: ClusterDNS, server: TLSEchoServer
+    session: Session, dns: ClusterDNS, server: TLSServer
 ) -> None:
     dns.fault("payment-api.production.svc.cluster.local", "servfail")
     with ConnectProxy() as proxy, pytest.raises(requests.ConnectionError) as info:
@@ -594,33 +425,6 @@ def test_resolution_failure_through_a_proxy(
 
     assert isinstance(info.value.__cause__, ResolutionError)
     assert proxy.targets == []  # never asked the proxy for the service name
-
-
-# --- threads --------------------------------------------------------------------------------------
-
-
-def test_threads_share_one_session(resolver: Resolver, cafile: str, server: TLSEchoServer) -> None:
-    pairs = (("payment-api", PAYMENT), ("second-api", SECOND))
-    with Session(resolver=resolver, pool_maxsize=32) as s:
-        s.verify = cafile
-
-        def work(worker: int) -> int:
-            for n in range(32):
-                service, name = pairs[(worker + n) % 2]
-                response = s.get(url(server.port, service, f"/{worker}/{n}"))
-                body = echo(response)
-                assert (body["sni"], body["host"], body["path"]) == (
-                    name,
-                    f"{name}:{server.port}",
-                    f"/{worker}/{n}",
-                )
-            return worker
-
-        with ThreadPoolExecutor(32) as pool:
-            assert sorted(pool.map(work, range(32))) == list(range(32))
-        keys = adapter_of(s).poolmanager.pools.keys()
-
-    assert sorted(key.key_server_hostname for key in keys) == [PAYMENT, SECOND]
 
 
 # --- the adapter itself ---------------------------------------------------------------------------
@@ -663,7 +467,7 @@ def test_adapter_takes_httpadapters_arguments(resolver: Resolver, make: Any) -> 
 
 
 def test_adapter_pickles_without_a_resolver(
-    resolver: Resolver, cafile: str, server: TLSEchoServer
+    resolver: Resolver, cafile: str, server: TLSServer
 ) -> None:
     adapter = KubeAliasAdapter(pool_maxsize=7, max_retries=2, rewrite_host=False)
 
@@ -684,19 +488,3 @@ def test_adapter_pickles_without_a_resolver(
         kubealias.set_default_resolver(None)
 
     assert (body["sni"], body["host"]) == (PAYMENT, f"payment-api:{server.port}")
-
-
-def test_plain_http_alias_connects_to_the_addresses(
-    session: Session, plain_server: Any, lookups: list[str]
-) -> None:
-    port = plain_server.server_address[1]
-    target = url(port, "payment-api", "/plain", scheme="http")
-
-    bodies = [echo(session.get(target)) for _ in range(3)]
-
-    assert {b["host"] for b in bodies} == {f"{PAYMENT}:{port}"}
-    assert len({b["conn"] for b in bodies}) == 1  # keep-alive
-    assert type(pool_for(session.get_adapter(target), target)) is (
-        kubealias.urllib3._AliasHTTPConnectionPool
-    )
-    assert lookups == []  # payment.example.test is known to no resolver but the cluster DNS
