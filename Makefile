@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[all,test]'
 	touch $(STAMP)
 
-# The real servers of the end-to-end tests (DESIGN.md, "Test environment"). Installed only when
+# The real servers of the end-to-end tests (docs/design.md, "Test environment"). Installed only when
 # missing, and only where we may (root, or passwordless sudo).
 DEB_PACKAGES := bind9 bind9-dnsutils nginx-light iproute2
 deps:
