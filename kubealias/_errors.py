@@ -73,14 +73,14 @@ class ConfigError(KubeAliasError, ValueError):
     def __init__(self, variable: str, value: object, problem: str) -> None:
         self.variable = variable
         self.value = value
+        self.problem = problem
         super().__init__(f"{variable}={value!r}: {problem}")
 
     def _message(self) -> str:
         return f"invalid configuration: {self.reason}"
 
     def __reduce__(self) -> tuple[object, ...]:
-        problem = self.reason.split(": ", 1)[1] if ": " in self.reason else self.reason
-        return (ConfigError, (self.variable, self.value, problem))
+        return (ConfigError, (self.variable, self.value, self.problem))
 
 
 class ResolutionError(KubeAliasError):
