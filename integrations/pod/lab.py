@@ -54,8 +54,19 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Literal, NamedTuple, Self
+from typing import IO, Any, Literal, NamedTuple
+
+from integrations._lab import (
+    JsonLinesChild,
+    Lab,
+    LabError,
+    LabUnavailable,
+    file_size,
+    settled_size,
+    terminate,
+    tool,
+    which,
+)
 
 __all__ = [
     "CLUSTER_DOMAIN",
@@ -91,6 +102,7 @@ __all__ = [
     "PROBE",
     "REDIS",
     "REDIS_IP",
+    "REPO_ROOT",
     "RESOLV_CONF",
     "SEARCH",
     "SECOND_API",
@@ -101,6 +113,7 @@ __all__ = [
     "ZONES",
     "DigError",
     "DigRecord",
+    "Lab",
     "LabError",
     "LabUnavailable",
     "PodLab",
@@ -117,6 +130,8 @@ __all__ = [
 # The pod's view of the cluster
 # --------------------------------------------------------------------------------------------
 
+#: The repository: the working directory and ``PYTHONPATH`` of :meth:`PodLab.run_module`.
+REPO_ROOT = Path(__file__).resolve().parents[2]
 NETNS_PREFIX = "kapod-"
 #: One file per running lab, ``<name>`` -> "pid starttime\nlab dir": who owns which namespace.
 OWNERS_DIR = Path("/run/kapod")
@@ -281,43 +296,6 @@ _READY_TIMEOUT = 10.0
 _QUERY_RE = re.compile(r"\bquery: (\S+) (\S+) (\S+) ")
 
 
-class Lab:
-    """What every lab shares: :attr:`started` between a successful :meth:`start` and
-    :meth:`stop`, and use as a context manager (``with PodLab() as pod: ...``)."""
-
-    _started = False
-
-    @property
-    def started(self) -> bool:
-        """True between a successful :meth:`start` and :meth:`stop`."""
-        return self._started
-
-    def start(self) -> Self:
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-class LabError(RuntimeError):
-    """The lab could not be set up, or a lab command failed."""
-
-
-class LabUnavailable(LabError):
-    """The pod emulation cannot run on this machine (not root, missing programs, no netns)."""
-
-
 class DigError(LabError):
     """``dig`` failed (timeout, no server); ``result`` holds what it printed."""
 
@@ -369,18 +347,6 @@ def zone_of(name: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _which(program: str) -> str | None:
-    """``shutil.which`` that also looks in the sbin directories (root's PATH may lack them)."""
-    found = shutil.which(program)
-    if found:
-        return found
-    for directory in ("/usr/sbin", "/sbin", "/usr/bin", "/bin"):
-        candidate = os.path.join(directory, program)
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
 def unavailable_reason() -> str | None:
     """Why the pod emulation cannot run here, or None when it can (cheap checks only)."""
     if sys.platform != "linux":
@@ -397,7 +363,7 @@ def unavailable_reason() -> str | None:
             ("dig", "bind9-dnsutils"),
             ("getent", "libc-bin"),
         )
-        if _which(program) is None
+        if which(program) is None
     ]
     if missing:
         return "missing programs: " + ", ".join(missing)
@@ -407,18 +373,11 @@ def unavailable_reason() -> str | None:
         return "no 'bind' user (the bind9 package creates it)"
     try:
         subprocess.run(
-            [_tool("ip"), "netns", "list"], capture_output=True, text=True, timeout=10, check=True
+            [tool("ip"), "netns", "list"], capture_output=True, text=True, timeout=10, check=True
         )
     except (OSError, subprocess.SubprocessError) as exc:
         return f"'ip netns' is not usable here: {exc}"
     return None
-
-
-def _tool(program: str) -> str:
-    path = _which(program)
-    if path is None:
-        raise LabError(f"{program} not found")
-    return path
 
 
 def _proc_start_time(pid: int) -> str | None:
@@ -455,7 +414,7 @@ def _owner_alive(name: str) -> bool:
 
 
 def _netns_names() -> list[str]:
-    ip = _which("ip")
+    ip = which("ip")
     if ip is None:
         return []
     out = subprocess.run([ip, "netns", "list"], capture_output=True, text=True, timeout=10)
@@ -464,7 +423,7 @@ def _netns_names() -> list[str]:
 
 def _kill_netns_processes(name: str) -> None:
     """SIGKILL every process still running in a network namespace."""
-    ip = _which("ip")
+    ip = which("ip")
     if ip is None:
         return
     out = subprocess.run([ip, "netns", "pids", name], capture_output=True, text=True, timeout=10)
@@ -476,7 +435,7 @@ def _kill_netns_processes(name: str) -> None:
 
 def _remove_netns(name: str, lab_dir: Path | None) -> None:
     """Remove a lab's namespace, its /etc/netns directory and its files (best effort)."""
-    ip = _which("ip")
+    ip = which("ip")
     if name in _netns_names():
         _kill_netns_processes(name)
         if ip is not None:
@@ -723,7 +682,7 @@ class PodLab(Lab):
                 self._spawn_named(server)
             for server in self.servers.values():
                 self._wait_ready(server, self.ready_timeout)
-                server.log_offset = self._log_size(server)
+                server.log_offset = file_size(server.querylog)
             self.timings["named_ready"] = time.monotonic() - t1
         except BaseException:
             self.stop()
@@ -735,13 +694,13 @@ class PodLab(Lab):
     def stop(self) -> None:
         """Kill every process of the lab and remove the namespace and the files. Idempotent."""
         for child in reversed(self._children):
-            _terminate(child)
+            terminate(child)
         self._children.clear()
         for server in self.servers.values():
             self._kill_named(server)
         if self._netns_made or (self.name and self.name in _netns_names()):
             _kill_netns_processes(self.name)
-            subprocess.run([_tool("ip"), "netns", "del", self.name], capture_output=True)
+            subprocess.run([tool("ip"), "netns", "del", self.name], capture_output=True)
             self._netns_made = False
         if self._etc_dir is not None:
             shutil.rmtree(self._etc_dir, ignore_errors=True)
@@ -784,7 +743,7 @@ class PodLab(Lab):
         bind = pwd.getpwnam("bind")
         self.key_file = self.dir / "tsig.key"
         key = subprocess.run(
-            [_tool("tsig-keygen"), "-a", "hmac-sha256", TSIG_KEY_NAME],
+            [tool("tsig-keygen"), "-a", "hmac-sha256", TSIG_KEY_NAME],
             capture_output=True,
             text=True,
             check=True,
@@ -805,7 +764,7 @@ class PodLab(Lab):
                 os.chown(path, bind.pw_uid, bind.pw_gid)
 
     def _make_netns(self) -> None:
-        ip = _tool("ip")
+        ip = tool("ip")
         try:
             _run_checked([ip, "netns", "add", self.name], "ip netns add")
         except LabError as exc:
@@ -832,11 +791,11 @@ class PodLab(Lab):
         try:
             server.process = subprocess.Popen(
                 [
-                    _tool("ip"),
+                    tool("ip"),
                     "netns",
                     "exec",
                     self.name,
-                    _tool("named"),
+                    tool("named"),
                     "-f",  # foreground, but log as named.conf says (-g would force stderr)
                     "-4",
                     "-n",
@@ -870,7 +829,7 @@ class PodLab(Lab):
                 )
             result = self.exec(
                 [
-                    _tool("dig"),
+                    tool("dig"),
                     "+short",
                     "+time=1",
                     "+tries=1",
@@ -900,7 +859,7 @@ class PodLab(Lab):
         with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, signal.SIGCONT)
         server.paused = False
-        _terminate(process)
+        terminate(process)
         server.process = None
 
     def pause_named(self, server: ServerSpec = "full") -> None:
@@ -969,7 +928,7 @@ class PodLab(Lab):
         """``argv`` prefixed with ``ip netns exec NAME``."""
         if not self.name:
             raise LabError("the lab has not been started")
-        return [_tool("ip"), "netns", "exec", self.name, *(os.fspath(a) for a in argv)]
+        return [tool("ip"), "netns", "exec", self.name, *(os.fspath(a) for a in argv)]
 
     def exec(
         self,
@@ -1010,33 +969,42 @@ class PodLab(Lab):
         self._children.append(child)
         return child
 
-    def python(
-        self,
-        code: str,
-        *,
-        env: Mapping[str, str] | None = None,
-        timeout: float | None = 30,
-    ) -> subprocess.CompletedProcess[str]:
-        """Run ``sys.executable -c code`` inside the namespace."""
-        return self.exec([sys.executable, "-c", code], env=env, timeout=timeout)
+    def module_argv(self, module: str, args: Any = None) -> list[str]:
+        """``python -m module ARGS`` (``args`` as one JSON argument) inside the namespace."""
+        return self.command([sys.executable, "-m", module, json.dumps(args)])
 
-    def python_json(
+    def module_environment(self, env: Mapping[str, str] | None = None) -> dict[str, str]:
+        """:meth:`environment` plus ``PYTHONPATH`` = the repository, so that ``python -m
+        integrations.clients.<name>`` finds the client modules (and the kubealias under test)."""
+        return self.environment({"PYTHONPATH": str(REPO_ROOT), **(env or {})})
+
+    def run_module(
         self,
-        code: str,
+        module: str,
+        args: Any = None,
         *,
         env: Mapping[str, str] | None = None,
         timeout: float | None = 30,
     ) -> Any:
-        """Run ``code`` like :meth:`python` and return its last stdout line parsed as JSON.
+        """Run ``python -m module ARGS`` inside the namespace (``args`` as one JSON argument,
+        the repository as working directory and ``PYTHONPATH``, a clean environment plus
+        ``env``) and return its last stdout line parsed as JSON.
 
         Raises:
-            LabError: the code failed or its last line is not JSON (with stdout and stderr).
+            LabError: the module failed or its last line is not JSON (with stdout and stderr).
         """
-        result = self.python(code, env=env, timeout=timeout)
+        result = subprocess.run(
+            self.module_argv(module, args),
+            env=self.module_environment(env),
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         lines = [line for line in result.stdout.splitlines() if line.strip()]
         if result.returncode != 0 or not lines:
             raise LabError(
-                f"python in {self.name} exited with {result.returncode}\n"
+                f"python -m {module} in {self.name} exited with {result.returncode}\n"
                 f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
             )
         try:
@@ -1046,12 +1014,38 @@ class PodLab(Lab):
                 f"last line is not JSON: {lines[-1]!r}\n--- stderr ---\n{result.stderr}"
             ) from exc
 
+    def start_module(
+        self,
+        module: str,
+        args: Any = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 60,
+        what: str | None = None,
+    ) -> JsonLinesChild:
+        """Start ``python -m module ARGS`` inside the namespace (as :meth:`run_module` runs it)
+        and return it as a :class:`~integrations._lab.JsonLinesChild`: the caller reads each
+        JSON line it prints and changes the world (DNS, servers) in between."""
+        return JsonLinesChild.start(
+            self.module_argv(module, args),
+            env=self.module_environment(env),
+            cwd=REPO_ROOT,
+            timeout=timeout,
+            what=what or f"python -m {module}",
+        )
+
+    def free_ports(self, count: int = 1) -> list[int]:
+        """``count`` distinct TCP ports that nothing in the namespace listens on (bound at once
+        on every address, then released)."""
+        ports: list[int] = self.run_module("integrations.clients.free_ports", count, timeout=15)
+        return ports
+
     # -- lookups -----------------------------------------------------------------------------
 
     def getent(self, name: str, database: str = "ahosts", *, timeout: float = 15) -> list[str]:
         """The addresses glibc gives for ``name`` inside the namespace (``getent ahosts``, i.e.
         getaddrinfo; or ``hosts``), de-duplicated in order. Empty when not found."""
-        result = self.exec([_tool("getent"), database, name], timeout=timeout)
+        result = self.exec([tool("getent"), database, name], timeout=timeout)
         addresses: list[str] = []
         for line in result.stdout.splitlines():
             fields = line.split()
@@ -1068,7 +1062,7 @@ class PodLab(Lab):
         options: Sequence[str],
     ) -> subprocess.CompletedProcess[str]:
         argv = [
-            _tool("dig"),
+            tool("dig"),
             *options,
             f"+time={max(1, int(timeout))}",
             "+tries=1",
@@ -1138,7 +1132,7 @@ class PodLab(Lab):
         )
         self.dirty.update(_touched_names(commands))
         result = self.exec(
-            [_tool("nsupdate"), "-k", str(self.key_file), "-t", str(timeout)],
+            [tool("nsupdate"), "-k", str(self.key_file), "-t", str(timeout)],
             input=script,
             timeout=timeout * 2 + 5,
         )
@@ -1193,24 +1187,6 @@ class PodLab(Lab):
 
     # -- query log ---------------------------------------------------------------------------
 
-    def _log_size(self, server: _Named) -> int:
-        try:
-            return server.querylog.stat().st_size
-        except FileNotFoundError:
-            return 0
-
-    def _settled_size(self, server: _Named, settle: float) -> int:
-        """The query log's size once it has not grown for ``settle`` seconds (max 1 s)."""
-        size = self._log_size(server)
-        deadline = time.monotonic() + 1.0
-        while settle > 0 and time.monotonic() < deadline:
-            time.sleep(settle)
-            now = self._log_size(server)
-            if now == size:
-                break
-            size = now
-        return size
-
     def query_log(
         self, server: ServerSpec = "full", *, settle: float = 0.05, include_probes: bool = False
     ) -> list[Query]:
@@ -1218,7 +1194,7 @@ class PodLab(Lab):
         order; the readiness probe is left out unless ``include_probes``."""
         queries: list[Query] = []
         for s in self._servers(server):
-            end = self._settled_size(s, settle)
+            end = settled_size(s.querylog, settle)
             try:
                 with s.querylog.open("rb") as f:
                     f.seek(s.log_offset)
@@ -1256,7 +1232,7 @@ class PodLab(Lab):
     def clear_query_log(self, server: ServerSpec = "both", *, settle: float = 0.05) -> None:
         """Start counting afresh: later :meth:`query_log` calls see only newer queries."""
         for s in self._servers(server):
-            s.log_offset = self._settled_size(s, settle)
+            s.log_offset = settled_size(s.querylog, settle)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1292,35 +1268,6 @@ def _run_checked(argv: Sequence[str], what: str) -> None:
     result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     if result.returncode != 0:
         raise LabError(f"{what} failed (exit {result.returncode}): {result.stderr.strip()}")
-
-
-def _terminate(process: subprocess.Popen[Any], grace: float = 5.0) -> None:
-    """SIGTERM the process's session (SIGKILL after ``grace``), reap it, close its pipes."""
-    if process.poll() is None:
-        try:
-            pgid = os.getpgid(process.pid)
-        except ProcessLookupError:
-            pgid = None
-        target = pgid if pgid is not None and pgid == process.pid else None
-        with contextlib.suppress(ProcessLookupError):
-            if target is not None:
-                os.killpg(target, signal.SIGCONT)
-                os.killpg(target, signal.SIGTERM)
-            else:
-                process.terminate()
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                if target is not None:
-                    os.killpg(target, signal.SIGKILL)
-                else:
-                    process.kill()
-            process.wait()
-    for stream in (process.stdin, process.stdout, process.stderr):
-        if stream is not None:
-            with contextlib.suppress(OSError):
-                stream.close()
 
 
 def _timed(fn: Any) -> float:
