@@ -40,6 +40,7 @@ Needs root, ``ip`` (iproute2), ``named``/``tsig-keygen`` (bind9), ``dig``/``nsup
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import pwd
@@ -67,6 +68,7 @@ from integrations._lab import (
     tool,
     which,
 )
+from kubealias.testing import article
 
 __all__ = [
     "CLUSTER_DOMAIN",
@@ -181,47 +183,59 @@ def svc(service: str, namespace: str = NAMESPACE) -> str:
     return f"{service}.{namespace}.svc.{CLUSTER_DOMAIN}"
 
 
-# The article's services (shared/reference/externalname-services.md), pointed at loopback.
+# The article's services (kubealias.testing.article), at the table's distinct loopback addresses.
+_TABLE = {s.name: s for s in article.services(lab=True)}
+
+
+def _target(name: str) -> str:
+    target = _TABLE[name].external_name
+    assert target is not None, name
+    return target
+
+
 DATABASE = svc("database")
-DATABASE_TARGET = "mydb.abc123.us-east-1.rds.amazonaws.com"  # the ExternalName: the TLS name
-DATABASE_HOST = "ec2-127-0-0-10.compute-1.amazonaws.com"  # the provider's own CNAME hop
-DATABASE_IP = "127.0.0.10"
+DATABASE_TARGET = _target("database")  # the ExternalName: the TLS name
+DATABASE_HOST = _TABLE["database"].chain()[-1]  # the provider's own CNAME hop
+DATABASE_IP = _TABLE["database"].addresses[0]
 #: The ClusterIP ``database`` gets in the ExternalName -> ClusterIP migration tests.
 DATABASE_CLUSTER_IP = "127.0.0.60"
 POSTGRES = svc("postgres")
-POSTGRES_TARGET = "prod-db.abc123.us-east-1.rds.amazonaws.com"
-POSTGRES_IP = "127.0.0.11"
+POSTGRES_TARGET = _target("postgres")
+POSTGRES_IP = _TABLE["postgres"].addresses[0]
 PAYMENT_API = svc("payment-api")
-PAYMENT_API_TARGET = "api.payments.example.test"
-PAYMENT_API_IP = "127.0.0.20"
+PAYMENT_API_TARGET = _target("payment-api")
+PAYMENT_API_IP = _TABLE["payment-api"].addresses[0]
 SECOND_API = svc("second-api")
-SECOND_API_TARGET = "api2.payments.example.test"  # same IP as payment-api, other TLS name
+SECOND_API_TARGET = _target("second-api")  # same IP as payment-api, other TLS name
 ORDERS = svc("orders")
-ORDERS_IP = "127.0.0.40"
+ORDERS_IP = _TABLE["orders"].addresses[0]
 PG_HEADLESS = svc("pg-headless")
-PG_HEADLESS_IPS = ("127.0.0.41", "127.0.0.42")
+PG_HEADLESS_IPS = _TABLE["pg-headless"].addresses
 SHARED_CACHE = svc("shared-cache", "app-team-a")
 REDIS = svc("redis", "shared-infra")
-REDIS_IP = "127.0.0.30"
+REDIS_IP = _TABLE["redis"].addresses[0]
 #: An external name (not cluster-shaped): glibc walks the search list for it (ndots:5).
-EXTERNAL_API = "api.example.test"
-EXTERNAL_API_IP = "127.0.0.50"
+EXTERNAL_API = article.EXTERNAL_API
+EXTERNAL_API_IP = article.EXTERNAL_API_ADDRESS
+
+
+def _service_records(service: article.ArticleService) -> list[Record]:
+    """The zone records of one service of the table: cluster names with the cluster's TTL,
+    the provider zones' names with theirs."""
+    chain = service.chain()
+    if service.kind != "ExternalName":
+        return [Record(chain[0], "A", ip, SERVICE_TTL) for ip in service.addresses]
+    records = [Record(chain[0], "CNAME", chain[1], SERVICE_TTL)]
+    if not service.target_is_external:
+        return records  # the target is another service of the table
+    records += [Record(a, "CNAME", b, EXTERNAL_TTL) for a, b in itertools.pairwise(chain[1:])]
+    records += [Record(chain[-1], "A", ip, EXTERNAL_TTL) for ip in service.addresses]
+    return records
+
 
 DEFAULT_RECORDS: tuple[Record, ...] = (
     Record(NS_NAME, "A", LISTEN_ADDRESS, SERVICE_TTL),
-    Record(DATABASE, "CNAME", DATABASE_TARGET, SERVICE_TTL),
-    Record(DATABASE_TARGET, "CNAME", DATABASE_HOST, EXTERNAL_TTL),
-    Record(DATABASE_HOST, "A", DATABASE_IP, EXTERNAL_TTL),
-    Record(POSTGRES, "CNAME", POSTGRES_TARGET, SERVICE_TTL),
-    Record(POSTGRES_TARGET, "A", POSTGRES_IP, EXTERNAL_TTL),
-    Record(PAYMENT_API, "CNAME", PAYMENT_API_TARGET, SERVICE_TTL),
-    Record(PAYMENT_API_TARGET, "A", PAYMENT_API_IP, EXTERNAL_TTL),
-    Record(SECOND_API, "CNAME", SECOND_API_TARGET, SERVICE_TTL),
-    Record(SECOND_API_TARGET, "A", PAYMENT_API_IP, EXTERNAL_TTL),
-    Record(ORDERS, "A", ORDERS_IP, SERVICE_TTL),
-    *(Record(PG_HEADLESS, "A", ip, SERVICE_TTL) for ip in PG_HEADLESS_IPS),
-    Record(SHARED_CACHE, "CNAME", REDIS, SERVICE_TTL),
-    Record(REDIS, "A", REDIS_IP, SERVICE_TTL),
+    *(r for service in _TABLE.values() for r in _service_records(service)),
     Record(EXTERNAL_API, "A", EXTERNAL_API_IP, EXTERNAL_TTL),
 )
 
@@ -254,37 +268,8 @@ class Service:
 
 #: The expected answers, keyed by the service name.
 SERVICES: dict[str, Service] = {
-    s.service: s
-    for s in (
-        Service(
-            "database",
-            NAMESPACE,
-            (DATABASE, DATABASE_TARGET, DATABASE_HOST),
-            DATABASE_TARGET,
-            (DATABASE_IP,),
-        ),
-        Service(
-            "postgres", NAMESPACE, (POSTGRES, POSTGRES_TARGET), POSTGRES_TARGET, (POSTGRES_IP,)
-        ),
-        Service(
-            "payment-api",
-            NAMESPACE,
-            (PAYMENT_API, PAYMENT_API_TARGET),
-            PAYMENT_API_TARGET,
-            (PAYMENT_API_IP,),
-        ),
-        Service(
-            "second-api",
-            NAMESPACE,
-            (SECOND_API, SECOND_API_TARGET),
-            SECOND_API_TARGET,
-            (PAYMENT_API_IP,),
-        ),
-        Service("orders", NAMESPACE, (ORDERS,), None, (ORDERS_IP,)),
-        Service("pg-headless", NAMESPACE, (PG_HEADLESS,), None, PG_HEADLESS_IPS),
-        Service("shared-cache", "app-team-a", (SHARED_CACHE, REDIS), REDIS, (REDIS_IP,)),
-        Service("redis", "shared-infra", (REDIS,), None, (REDIS_IP,)),
-    )
+    s.name: Service(s.name, s.namespace, s.chain(), s.external_name, s.addresses)
+    for s in _TABLE.values()
 }
 
 #: Environment variables never passed into the namespace (they would change what is tested).
