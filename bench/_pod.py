@@ -9,18 +9,14 @@ callers waiting on one answer.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import selectors
 import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
-WORKER = Path(__file__).with_name("pod_worker.py")
+from integrations._lab import JsonLinesChild, LabError
+
+#: The worker, run as ``python -m bench.pod_worker`` inside the pod.
+WORKER = "bench.pod_worker"
 
 
 def unavailable() -> str | None:
@@ -30,22 +26,14 @@ def unavailable() -> str | None:
     return pod_lab.unavailable_reason()
 
 
-def run_client(pod: Any, script: str, config: dict[str, Any]) -> dict[str, Any]:
-    """Run ``script --client CONFIG`` inside ``pod`` once; its last stdout line is the JSON
+def run_client(pod: Any, module: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Run ``python -m module CONFIG`` inside ``pod`` once; its last stdout line is the JSON
     result (the HTTP and PostgreSQL benchmarks run this way, one process per measurement).
 
     Raises:
         integrations.pod.lab.LabError: the client failed or printed nothing.
     """
-    from integrations.pod import lab as pod_lab
-
-    result = pod.exec([sys.executable, script, "--client", json.dumps(config)], timeout=900)
-    lines = result.stdout.strip().splitlines()
-    if result.returncode != 0 or not lines:
-        raise pod_lab.LabError(
-            f"the bench client failed (exit {result.returncode})\n{result.stderr[-3000:]}"
-        )
-    data: dict[str, Any] = json.loads(lines[-1])
+    data: dict[str, Any] = pod.run_module(module, config, timeout=900)
     return data
 
 
@@ -55,39 +43,19 @@ class Worker:
     def __init__(self, pod: Any, timeout: float = 60.0) -> None:
         self.pod = pod
         self.timeout = timeout
-        # A file, not a pipe: nobody reads the worker's stderr until it fails, and a full pipe
-        # would block it. Closed in close(), so no context manager.
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
-        self._proc: subprocess.Popen[bytes] = pod.popen(
-            [sys.executable, WORKER],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
+        self._child: JsonLinesChild = pod.start_module(
+            WORKER, timeout=timeout, what="bench worker in the pod"
         )
-        self._buffer = b""
-        self._selector = selectors.DefaultSelector()
-        assert self._proc.stdout is not None
-        self._selector.register(self._proc.stdout, selectors.EVENT_READ)
         self._expect("ready")
 
     def _fail(self, why: str) -> RuntimeError:
-        self._stderr.seek(0)
-        tail = self._stderr.read().decode(errors="replace")[-3000:]
-        return RuntimeError(f"bench worker in the pod: {why}\n--- its stderr ---\n{tail}")
+        return RuntimeError(f"bench worker in the pod: {why}\n{self._child.stderr(3000)}")
 
     def _line(self) -> dict[str, Any]:
-        assert self._proc.stdout is not None
-        deadline = time.monotonic() + self.timeout
-        while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0 or not self._selector.select(left):
-                raise self._fail(f"no answer within {self.timeout:g} s")
-            chunk = os.read(self._proc.stdout.fileno(), 65536)
-            if not chunk:
-                raise self._fail(f"exited ({self._proc.wait()})")
-            self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        message: dict[str, Any] = json.loads(line)
+        try:
+            message: dict[str, Any] = self._child.read()
+        except LabError as exc:
+            raise self._fail(str(exc)) from exc
         if "error" in message:
             raise self._fail(message["error"])
         return message
@@ -98,9 +66,7 @@ class Worker:
             raise self._fail(f"expected event {event!r}, got {message}")
 
     def send(self, command: dict[str, Any]) -> None:
-        assert self._proc.stdin is not None
-        self._proc.stdin.write((json.dumps(command) + "\n").encode())
-        self._proc.stdin.flush()
+        self._child.send(command)
 
     def call(self, command: dict[str, Any]) -> dict[str, Any]:
         """Send ``command`` and return its answer."""
@@ -118,19 +84,12 @@ class Worker:
         return self._line()
 
     def close(self) -> None:
-        if self._proc.poll() is None:
+        if self._child.process.poll() is None:
             with contextlib.suppress(OSError):
                 self.send({"op": "exit"})
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        for stream in (self._proc.stdin, self._proc.stdout):
-            if stream is not None:
-                stream.close()
-        self._selector.close()
-        self._stderr.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._child.process.wait(10)
+        self._child.close()
 
 
 @contextlib.contextmanager

@@ -150,10 +150,11 @@ def client_main(config: dict[str, Any]) -> dict[str, Any]:
 
 def unavailable() -> str | None:
     """Why the bench cannot run here (not root, no namespaces, no BIND, no nginx), or None."""
+    from integrations._lab import which
     from integrations.pod import lab as pod_lab
 
     reason = pod_lab.unavailable_reason()
-    if reason is None and pod_lab._which("nginx") is None:
+    if reason is None and which("nginx") is None:
         reason = "nginx not found (Debian package nginx-light)"
     return reason
 
@@ -181,7 +182,7 @@ def measure(*, quick: bool = False) -> dict[str, Any]:
     }
     with pod_lab.PodLab() as pod, HttpsLab(pod) as https:
         config.update(port=https.port, cafile=https.cafile)
-        return run_client(pod, __file__, config)
+        return run_client(pod, "bench.http_bench", config)
 
 
 def rows(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -217,7 +218,7 @@ def run(quick: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return rows(data), data
 
 
-if __name__ == "__main__":  # the client, inside the pod: python http_bench.py --client CONFIG
-    if sys.argv[1:2] != ["--client"] or len(sys.argv) != 3:
+if __name__ == "__main__":  # the client, inside the pod: python -m bench.http_bench CONFIG
+    if len(sys.argv) != 2:
         sys.exit("usage: python -m bench --only http (this file runs itself inside the pod)")
-    print(json.dumps(client_main(json.loads(sys.argv[2]))))
+    print(json.dumps(client_main(json.loads(sys.argv[1]))))

@@ -220,7 +220,7 @@ def measure(*, quick: bool = False) -> dict[str, Any]:
         config.update(
             port=pg.port, cafile=pg.cafile, dbname=pg.dbname, user=pg.user, password=pg.password
         )
-        return run_client(pod, __file__, config)
+        return run_client(pod, "bench.pg_bench", config)
 
 
 def rows(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -275,7 +275,7 @@ def run(quick: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return rows(data), data
 
 
-if __name__ == "__main__":  # the client, inside the pod: python pg_bench.py --client CONFIG
-    if sys.argv[1:2] != ["--client"] or len(sys.argv) != 3:
+if __name__ == "__main__":  # the client, inside the pod: python -m bench.pg_bench CONFIG
+    if len(sys.argv) != 2:
         sys.exit("usage: python -m bench --only pg (this file runs itself inside the pod)")
-    print(json.dumps(client_main(json.loads(sys.argv[2]))))
+    print(json.dumps(client_main(json.loads(sys.argv[1]))))

@@ -1,8 +1,8 @@
-"""The benchmark worker that runs **inside** the pod emulation (``python bench/pod_worker.py``).
+"""The benchmark worker that runs **inside** the pod emulation (``python -m bench.pod_worker``).
 
 It reads one JSON command per line on stdin and answers with one JSON line on stdout, so that the
 bench outside the pod can clear and read BIND's query log, and pause and resume ``named``, between
-and during the commands (``bench/lab_client.py`` drives it). Commands:
+and during the commands (``bench/_pod.py`` drives it). Commands:
 
 * ``{"op": "cold", "who": "kubealias"|"glibc", "name": N}``: one cold resolution of ``N`` —
   ``Resolver.flush()`` then ``resolve(N)``, or glibc's ``getaddrinfo(N, 443, SOCK_STREAM)`` as

@@ -25,14 +25,17 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import pytest
 
+from integrations._lab import Lab
 from integrations.https.lab import HttpsLab
 from integrations.pod.lab import LabUnavailable, PodLab, unavailable_reason
 from integrations.postgres.lab import PgLab
 from integrations.postgres.lab import unavailable_reason as pg_unavailable_reason
+
+LabT = TypeVar("LabT", bound=Lab)
 
 #: Every test collected from here is a pod test, whatever fixtures it asks for.
 E2E_DIR = Path(__file__).resolve().parent / "e2e"
@@ -52,6 +55,19 @@ def _unavailable(message: str) -> NoReturn:
     pytest.skip(message)
 
 
+def _running(lab: LabT, what: str) -> Iterator[LabT]:
+    """Start ``lab`` (skip, or fail under CI, when the machine cannot host it), yield it, and
+    stop it at the end."""
+    try:
+        lab.start()
+    except LabUnavailable as exc:
+        _unavailable(f"{what} unavailable: {exc}")
+    try:
+        yield lab
+    finally:
+        lab.stop()
+
+
 # --------------------------------------------------------------------------------------------
 # The pod (network namespace + BIND)
 # --------------------------------------------------------------------------------------------
@@ -63,15 +79,7 @@ def pod() -> Iterator[PodLab]:
     reason = unavailable_reason()
     if reason is not None:
         _unavailable(f"pod emulation unavailable: {reason}")
-    lab = PodLab()
-    try:
-        lab.start()
-    except LabUnavailable as exc:
-        _unavailable(f"pod emulation unavailable: {exc}")
-    try:
-        yield lab
-    finally:
-        lab.stop()
+    yield from _running(PodLab(), "pod emulation")
 
 
 @pytest.fixture(autouse=True)
@@ -103,15 +111,7 @@ def pod_clean(pod: PodLab) -> PodLab:
 @pytest.fixture(scope="session")
 def https_lab(pod: PodLab) -> Iterator[HttpsLab]:
     """nginx with the SNI virtual hosts, started in the pod's namespace for the session."""
-    lab = HttpsLab(pod)
-    try:
-        lab.start()
-    except LabUnavailable as exc:
-        _unavailable(f"HTTPS lab unavailable: {exc}")
-    try:
-        yield lab
-    finally:
-        lab.stop()
+    yield from _running(HttpsLab(pod), "HTTPS lab")
 
 
 @pytest.fixture
@@ -135,15 +135,7 @@ def pg_lab(pod: PodLab) -> Iterator[PgLab]:
     reason = pg_unavailable_reason()
     if reason is not None:
         _unavailable(f"PostgreSQL lab unavailable: {reason}")
-    lab = PgLab(pod)
-    try:
-        lab.start()
-    except LabUnavailable as exc:
-        _unavailable(f"PostgreSQL lab unavailable: {exc}")
-    try:
-        yield lab
-    finally:
-        lab.stop()
+    yield from _running(PgLab(pod), "PostgreSQL lab")
 
 
 @pytest.fixture

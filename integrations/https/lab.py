@@ -48,8 +48,9 @@ parses the lines since :meth:`clear_access_log`, :meth:`handshakes` counts disti
 Connections are keyed by (worker pid, ``$connection``): ``$connection`` restarts at 1 when nginx
 is restarted, the pid does not repeat.
 
-Clients run inside the namespace with :meth:`run_client` (a Python snippet with ``PORT``,
-``CAFILE``, ``url()`` and ``emit()`` predefined). :meth:`start_proxy` adds an HTTP forward proxy
+Clients run inside the namespace with :meth:`run_client`: a module of
+:mod:`integrations.clients` (``http_*``) that reads the lab's ports and CA from its arguments
+(:mod:`integrations.clients._http`). :meth:`start_proxy` adds an HTTP forward proxy
 (``integrations/https/proxy.py``: ``CONNECT`` and absolute-form requests) that logs each
 target and resolves it with the pod's resolver.
 
@@ -65,24 +66,33 @@ import contextlib
 import grp
 import hashlib
 import json
-import os
 import pwd
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import trustme
 
+from integrations._lab import (
+    LabError,
+    LabUnavailable,
+    ServerLab,
+    file_size,
+    read_since,
+    tail,
+    terminate,
+    tool,
+    which,
+)
 from integrations.pod import lab as pod_lab
-from integrations.pod.lab import Lab, LabError, PodLab
+from integrations.pod.lab import PodLab
 
 __all__ = [
     "CLIENT_CERT_NAME",
@@ -135,36 +145,6 @@ _ECHO = (
     '"client_verify": "$ssl_client_verify", "client_dn": "$ssl_client_s_dn"}\\n'
 )
 
-#: Run inside the namespace: connect to every (address, port) until all accept or the deadline.
-_PROBE = """
-import json, socket, sys, time
-targets = [tuple(t) for t in json.loads(sys.argv[1])]
-deadline = time.monotonic() + float(sys.argv[2])
-pending = list(targets)
-while pending and time.monotonic() < deadline:
-    for target in list(pending):
-        try:
-            socket.create_connection(target, timeout=0.5).close()
-            pending.remove(target)
-        except OSError:
-            pass
-    if pending:
-        time.sleep(0.01)
-print(json.dumps(pending))
-sys.exit(1 if pending else 0)
-"""
-
-#: Run inside the namespace: N distinct ports free on every address (bound at once, released).
-_FREE_PORTS = """
-import json, socket
-held = []
-for _ in range(@@COUNT@@):
-    s = socket.socket()
-    s.bind(("0.0.0.0", 0))
-    held.append(s)
-print(json.dumps([s.getsockname()[1] for s in held]))
-"""
-
 
 def stream_body(size: int = STREAM_SIZE) -> bytes:
     """The deterministic body of ``/stream`` (SHA-256 counter blocks), to compare with."""
@@ -208,63 +188,6 @@ def _user_and_group() -> tuple[str, str]:
     return "root", "root"
 
 
-def _terminate(
-    process: subprocess.Popen[Any], sig: int = signal.SIGTERM, grace: float = 5.0
-) -> None:
-    """Signal the process's group (it leads its own session), SIGKILL after ``grace``, reap."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, sig)
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    else:
-        # The leader is gone; its workers (same group) may not be.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-
-
-def _tail(path: Path, offset: int = 0, lines: int = 30) -> str:
-    try:
-        with path.open("rb") as f:
-            f.seek(offset)
-            text = f.read().decode(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
-def _file_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _read_since(path: Path, offset: int, settle: float) -> str:
-    """The file's text from ``offset``, once it has not grown for ``settle`` s (max 1 s)."""
-    size = _file_size(path)
-    deadline = time.monotonic() + 1.0
-    while settle > 0 and time.monotonic() < deadline:
-        time.sleep(settle)
-        now = _file_size(path)
-        if now == size:
-            break
-        size = now
-    try:
-        with path.open("rb") as f:
-            f.seek(offset)
-            data = f.read(max(0, size - offset))
-    except FileNotFoundError:
-        return ""
-    # A line still being written (no newline yet) is left for the next read.
-    text = data.decode(errors="replace")
-    return text[: text.rfind("\n") + 1]
-
-
 def _zone_addresses(records: Sequence[pod_lab.Record], name: str) -> list[str]:
     """The A/AAAA values the pod's zones give for ``name`` (following CNAMEs, max 8 hops)."""
     current = name.lower().rstrip(".")
@@ -280,14 +203,13 @@ def _zone_addresses(records: Sequence[pod_lab.Record], name: str) -> list[str]:
     return []
 
 
-class HttpsLab(Lab):
+class HttpsLab(ServerLab):
     """nginx with SNI virtual hosts (and optionally a forward proxy) inside a pod emulation.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`::
 
         with PodLab() as pod, HttpsLab(pod) as https:
-            https.run_client('import requests; emit(requests.get(url(PAYMENT_API_TARGET), '
-                             'verify=CAFILE).json())')
+            https.run_client("http_plain", [{"name": PAYMENT_API_TARGET}])
 
     Args:
         pod: a started :class:`PodLab`; nginx runs in its namespace.
@@ -304,6 +226,9 @@ class HttpsLab(Lab):
         LabUnavailable: nginx is not installed.
         LabError: the pod is not started, or nginx failed to come up (with its error log).
     """
+
+    #: Seconds a client may take (:meth:`run_client`).
+    client_timeout = 30.0
 
     def __init__(
         self,
@@ -380,8 +305,8 @@ class HttpsLab(Lab):
             return self
         if not self.pod.started or self.pod.dir is None:
             raise LabError("HttpsLab needs a started PodLab")
-        if pod_lab._which("nginx") is None:
-            raise pod_lab.LabUnavailable("nginx not found (Debian package nginx-light)")
+        if which("nginx") is None:
+            raise LabUnavailable("nginx not found (Debian package nginx-light)")
         t0 = time.monotonic()
         try:
             self.dir = self.pod.dir / f"https-{secrets.token_hex(3)}"
@@ -548,17 +473,10 @@ class HttpsLab(Lab):
 
     # -- nginx ---------------------------------------------------------------------------------
 
-    def _free_ports(self, count: int) -> list[int]:
-        """``count`` distinct ports that nothing in the namespace listens on."""
-        ports: list[int] = self.pod.python_json(
-            _FREE_PORTS.replace("@@COUNT@@", str(count)), timeout=15
-        )
-        return ports
-
     def _start_nginx(self, *, choose_ports: bool) -> None:
         for attempt in range(_PORT_ATTEMPTS):
             if choose_ports:
-                self.port, self.http_port = self._free_ports(2)
+                self.port, self.http_port = self.pod.free_ports(2)
             self._write_conf()
             try:
                 self._spawn_nginx()
@@ -571,7 +489,7 @@ class HttpsLab(Lab):
     def _diagnostics(self, error_offset: int) -> str:
         parts = []
         for path, offset in ((self.error_log_path, error_offset), (self._path("nginx.out"), 0)):
-            text = _tail(path, offset)
+            text = tail(path, offset)
             if text:
                 parts.append(f"--- {path.name} ---\n{text}")
         return "\n".join(parts) or "(nginx printed nothing)"
@@ -608,12 +526,12 @@ class HttpsLab(Lab):
 
     def _spawn_nginx(self) -> None:
         assert self.dir is not None
-        error_offset = _file_size(self.error_log_path)
+        error_offset = file_size(self.error_log_path)
         self._path("nginx.pid").unlink(missing_ok=True)  # left by a killed master
         with self._path("nginx.out").open("ab") as output:
             self._nginx = self.pod.popen(
                 [
-                    pod_lab._tool("nginx"),
+                    tool("nginx"),
                     "-p",
                     str(self.dir),
                     "-c",
@@ -630,10 +548,11 @@ class HttpsLab(Lab):
         self._wait_for_pid_file(error_offset)
         targets = [[a, p] for a in self.addresses for p in (self.port, self.http_port)]
         probe = subprocess.Popen(
-            self.pod.command(
-                [sys.executable, "-c", _PROBE, json.dumps(targets), str(self.ready_timeout)]
+            self.pod.module_argv(
+                "integrations.clients.probe", {"targets": targets, "timeout": self.ready_timeout}
             ),
-            env=self.pod.environment(),
+            env=self.pod.module_environment(),
+            cwd=pod_lab.REPO_ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -656,7 +575,7 @@ class HttpsLab(Lab):
 
     def _stop_nginx(self) -> None:
         if self._nginx is not None:
-            _terminate(self._nginx)
+            terminate(self._nginx)
             self._nginx = None
 
     # -- URLs and clients ----------------------------------------------------------------------
@@ -670,60 +589,18 @@ class HttpsLab(Lab):
             path = "/" + path
         return f"{scheme}://{name}:{port}{path}"
 
-    def client_globals(self) -> dict[str, Any]:
-        """The variables :meth:`run_client` defines for the snippet."""
+    def client_config(self) -> dict[str, Any]:
+        """What a client module needs to reach nginx (:class:`integrations.clients._http.
+        HttpTarget`): both ports, the CA files, the client certificate, the proxy's URL."""
         return {
-            "PORT": self.port,
-            "HTTP_PORT": self.http_port,
-            "CAFILE": self.cafile,
-            "WRONG_CAFILE": self.wrong_ca_file,
-            "CLIENT_CERT": self.client_cert[0],
-            "CLIENT_KEY": self.client_cert[1],
-            "PROXY_URL": self.proxy_url,
-            "PAYMENT_API": "payment-api",
-            "SECOND_API": "second-api",
-            "PAYMENT_API_TARGET": pod_lab.PAYMENT_API_TARGET,
-            "SECOND_API_TARGET": pod_lab.SECOND_API_TARGET,
-            "PAYMENT_API_IP": pod_lab.PAYMENT_API_IP,
-            "PAYMENT_API_CLUSTER_IP": PAYMENT_API_CLUSTER_IP,
-            "CLUSTER_VHOST": CLUSTER_VHOST,
-            "DEFAULT_VHOST": DEFAULT_VHOST,
-            "STREAM_SIZE": STREAM_SIZE,
+            "port": self.port,
+            "http_port": self.http_port,
+            "cafile": self.cafile,
+            "wrong_cafile": self.wrong_ca_file,
+            "client_cert": self.client_cert[0],
+            "client_key": self.client_cert[1],
+            "proxy_url": self.proxy_url,
         }
-
-    def client_preamble(self) -> str:
-        """The Python source :meth:`run_client` puts before the snippet."""
-        assignments = "".join(f"{k} = {v!r}\n" for k, v in self.client_globals().items())
-        return (
-            "import json\n"
-            f"{assignments}"
-            "def url(name, path='/', scheme='https'):\n"
-            "    port = HTTP_PORT if scheme == 'http' else PORT\n"
-            "    path = path if path.startswith('/') else '/' + path\n"
-            "    return f'{scheme}://{name}:{port}{path}'\n"
-            "def emit(value):\n"
-            "    print(json.dumps(value), flush=True)\n"
-        )
-
-    def run_client(
-        self, code: str, env: Mapping[str, str] | None = None, *, timeout: float | None = 30
-    ) -> Any:
-        """Run a Python snippet inside the pod namespace (fresh process, clean environment plus
-        ``env``) and return the JSON of its last stdout line.
-
-        The snippet (dedented) sees ``PORT``, ``HTTP_PORT``, ``CAFILE``, ``WRONG_CAFILE``,
-        ``CLIENT_CERT``, ``CLIENT_KEY``, ``PROXY_URL``, ``PAYMENT_API`` (``"payment-api"``),
-        ``SECOND_API``, ``PAYMENT_API_TARGET``, ``SECOND_API_TARGET``, ``PAYMENT_API_IP``,
-        ``PAYMENT_API_CLUSTER_IP``, ``CLUSTER_VHOST``, ``DEFAULT_VHOST``, ``STREAM_SIZE``,
-        ``json``, ``url(name, path="/", scheme="https")`` and ``emit(value)`` (prints JSON).
-
-        Raises:
-            LabError: the snippet failed or printed no JSON (stdout and stderr in the message).
-        """
-        if not self._started:
-            raise LabError("the HTTPS lab has not been started")
-        source = self.client_preamble() + textwrap.dedent(code)
-        return self.pod.python_json(source, env=env, timeout=timeout)
 
     # -- logs ----------------------------------------------------------------------------------
 
@@ -740,7 +617,7 @@ class HttpsLab(Lab):
         """
         deadline = time.monotonic() + timeout
         while True:
-            text = _read_since(self.access_log_path, self._access_offset, settle)
+            text = read_since(self.access_log_path, self._access_offset, settle)
             entries = [_parse_access(line) for line in text.splitlines() if line.strip()]
             if len(entries) >= min_entries or time.monotonic() >= deadline:
                 return entries
@@ -748,7 +625,7 @@ class HttpsLab(Lab):
 
     def clear_access_log(self) -> None:
         """Start counting afresh (an offset: the file nginx writes is never truncated)."""
-        self._access_offset = _file_size(self.access_log_path)
+        self._access_offset = file_size(self.access_log_path)
 
     def connections(self, entries: Sequence[dict[str, Any]] | None = None) -> list[ConnectionKey]:
         """The distinct connections of the log entries (default: :meth:`access_log`), in the
@@ -779,7 +656,7 @@ class HttpsLab(Lab):
         """nginx's error log since :meth:`clear_error_log` (or start). At level ``info`` it has
         a line per failed TLS handshake (``SSL_do_handshake() failed ... while SSL
         handshaking``) and per misdirected request."""
-        return _read_since(self.error_log_path, self._error_offset, settle)
+        return read_since(self.error_log_path, self._error_offset, settle)
 
     def failed_handshakes(self) -> int:
         """TLS handshakes that failed since :meth:`clear_error_log` (``SSL_do_handshake()
@@ -788,7 +665,7 @@ class HttpsLab(Lab):
 
     def clear_error_log(self) -> None:
         """Start reading :meth:`error_log` afresh."""
-        self._error_offset = _file_size(self.error_log_path)
+        self._error_offset = file_size(self.error_log_path)
 
     def clear_logs(self) -> None:
         """:meth:`clear_access_log`, :meth:`clear_error_log` and :meth:`clear_proxy_log`."""
@@ -801,7 +678,7 @@ class HttpsLab(Lab):
     def start_proxy(self) -> str:
         """Start the forward proxy (``proxy.py``) on 127.0.0.1:<free port> inside the namespace
         if it is not running; returns its URL (``http://127.0.0.1:PORT``), also in
-        :attr:`proxy_url` and the snippets' ``PROXY_URL``. Pass it to a client as
+        :attr:`proxy_url` and the clients' ``proxy_url``. Pass it to a client as
         ``env={"HTTPS_PROXY": url}`` (the pod scrubs the caller's proxy variables)."""
         if self._proxy is not None and self._proxy.poll() is None and self.proxy_url:
             return self.proxy_url
@@ -830,7 +707,7 @@ class HttpsLab(Lab):
         while not port_file.exists():
             if self._proxy.poll() is not None or time.monotonic() > deadline:
                 self.stop_proxy()
-                raise LabError(f"the proxy did not start\n{_tail(self._path('proxy.out'))}")
+                raise LabError(f"the proxy did not start\n{tail(self._path('proxy.out'))}")
             time.sleep(0.005)
         self.proxy_url = f"http://{pod_lab.LISTEN_ADDRESS}:{int(port_file.read_text())}"
         return self.proxy_url
@@ -838,7 +715,7 @@ class HttpsLab(Lab):
     def stop_proxy(self) -> None:
         """Stop the forward proxy if it runs."""
         if self._proxy is not None:
-            _terminate(self._proxy, grace=2.0)
+            terminate(self._proxy, grace=2.0)
             self._proxy = None
         self.proxy_url = None
 
@@ -848,7 +725,7 @@ class HttpsLab(Lab):
         connects, then an ``"event": "result"`` one with ``addresses`` and ``status``."""
         if self.dir is None:
             return []
-        text = _read_since(self.proxy_log_path, self._proxy_offset, settle)
+        text = read_since(self.proxy_log_path, self._proxy_offset, settle)
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def proxy_targets(self, method: str | None = "CONNECT") -> list[str]:
@@ -862,7 +739,7 @@ class HttpsLab(Lab):
     def clear_proxy_log(self) -> None:
         """Start reading :meth:`proxy_log` afresh."""
         if self.dir is not None:
-            self._proxy_offset = _file_size(self.proxy_log_path)
+            self._proxy_offset = file_size(self.proxy_log_path)
 
 
 _INT_FIELDS = ("pid", "connection", "requests", "status", "server_port")

@@ -172,22 +172,27 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
         self.close_connection = True
 
-    def do_CONNECT(self) -> None:
-        try:
-            host, port = _split_host_port(self.path, 443)
-        except ValueError:
-            self.send_error(400, "bad CONNECT target")
-            return
+    def _log_and_open(self, method: str, host: str, port: int) -> socket.socket | None:
+        """Log the request (before connecting: the log shows what was asked even if the
+        connection hangs), then connect to the target (None: an error was sent)."""
         entry = {
             "event": "request",
-            "method": "CONNECT",
+            "method": method,
             "target": self.path,
             "host": host,
             "port": port,
             "client": self._client(),
         }
         self.server.log.write(entry)
-        upstream = self._open(host, port, entry)
+        return self._open(host, port, entry)
+
+    def do_CONNECT(self) -> None:
+        try:
+            host, port = _split_host_port(self.path, 443)
+        except ValueError:
+            self.send_error(400, "bad CONNECT target")
+            return
+        upstream = self._log_and_open("CONNECT", host, port)
         if upstream is None:
             return
         with upstream:
@@ -203,16 +208,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(400, "absolute-form http:// URL expected")
             return
         host, port = _split_host_port(url.netloc.rpartition("@")[2], 80)
-        entry = {
-            "event": "request",
-            "method": self.command,
-            "target": self.path,
-            "host": host,
-            "port": port,
-            "client": self._client(),
-        }
-        self.server.log.write(entry)
-        upstream = self._open(host, port, entry)
+        upstream = self._log_and_open(self.command, host, port)
         if upstream is None:
             return
         path = url.path or "/"

@@ -40,6 +40,7 @@ Needs root, ``ip`` (iproute2), ``named``/``tsig-keygen`` (bind9), ``dig``/``nsup
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import pwd
@@ -54,8 +55,20 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Literal, NamedTuple, Self
+from typing import IO, Any, Literal, NamedTuple
+
+from integrations._lab import (
+    JsonLinesChild,
+    Lab,
+    LabError,
+    LabUnavailable,
+    file_size,
+    settled_size,
+    terminate,
+    tool,
+    which,
+)
+from kubealias.testing import article
 
 __all__ = [
     "CLUSTER_DOMAIN",
@@ -91,6 +104,7 @@ __all__ = [
     "PROBE",
     "REDIS",
     "REDIS_IP",
+    "REPO_ROOT",
     "RESOLV_CONF",
     "SEARCH",
     "SECOND_API",
@@ -101,6 +115,7 @@ __all__ = [
     "ZONES",
     "DigError",
     "DigRecord",
+    "Lab",
     "LabError",
     "LabUnavailable",
     "PodLab",
@@ -117,6 +132,8 @@ __all__ = [
 # The pod's view of the cluster
 # --------------------------------------------------------------------------------------------
 
+#: The repository: the working directory and ``PYTHONPATH`` of :meth:`PodLab.run_module`.
+REPO_ROOT = Path(__file__).resolve().parents[2]
 NETNS_PREFIX = "kapod-"
 #: One file per running lab, ``<name>`` -> "pid starttime\nlab dir": who owns which namespace.
 OWNERS_DIR = Path("/run/kapod")
@@ -166,47 +183,59 @@ def svc(service: str, namespace: str = NAMESPACE) -> str:
     return f"{service}.{namespace}.svc.{CLUSTER_DOMAIN}"
 
 
-# The article's services (shared/reference/externalname-services.md), pointed at loopback.
+# The article's services (kubealias.testing.article), at the table's distinct loopback addresses.
+_TABLE = {s.name: s for s in article.services(lab=True)}
+
+
+def _target(name: str) -> str:
+    target = _TABLE[name].external_name
+    assert target is not None, name
+    return target
+
+
 DATABASE = svc("database")
-DATABASE_TARGET = "mydb.abc123.us-east-1.rds.amazonaws.com"  # the ExternalName: the TLS name
-DATABASE_HOST = "ec2-127-0-0-10.compute-1.amazonaws.com"  # the provider's own CNAME hop
-DATABASE_IP = "127.0.0.10"
+DATABASE_TARGET = _target("database")  # the ExternalName: the TLS name
+DATABASE_HOST = _TABLE["database"].chain()[-1]  # the provider's own CNAME hop
+DATABASE_IP = _TABLE["database"].addresses[0]
 #: The ClusterIP ``database`` gets in the ExternalName -> ClusterIP migration tests.
 DATABASE_CLUSTER_IP = "127.0.0.60"
 POSTGRES = svc("postgres")
-POSTGRES_TARGET = "prod-db.abc123.us-east-1.rds.amazonaws.com"
-POSTGRES_IP = "127.0.0.11"
+POSTGRES_TARGET = _target("postgres")
+POSTGRES_IP = _TABLE["postgres"].addresses[0]
 PAYMENT_API = svc("payment-api")
-PAYMENT_API_TARGET = "api.payments.example.test"
-PAYMENT_API_IP = "127.0.0.20"
+PAYMENT_API_TARGET = _target("payment-api")
+PAYMENT_API_IP = _TABLE["payment-api"].addresses[0]
 SECOND_API = svc("second-api")
-SECOND_API_TARGET = "api2.payments.example.test"  # same IP as payment-api, other TLS name
+SECOND_API_TARGET = _target("second-api")  # same IP as payment-api, other TLS name
 ORDERS = svc("orders")
-ORDERS_IP = "127.0.0.40"
+ORDERS_IP = _TABLE["orders"].addresses[0]
 PG_HEADLESS = svc("pg-headless")
-PG_HEADLESS_IPS = ("127.0.0.41", "127.0.0.42")
+PG_HEADLESS_IPS = _TABLE["pg-headless"].addresses
 SHARED_CACHE = svc("shared-cache", "app-team-a")
 REDIS = svc("redis", "shared-infra")
-REDIS_IP = "127.0.0.30"
+REDIS_IP = _TABLE["redis"].addresses[0]
 #: An external name (not cluster-shaped): glibc walks the search list for it (ndots:5).
-EXTERNAL_API = "api.example.test"
-EXTERNAL_API_IP = "127.0.0.50"
+EXTERNAL_API = article.EXTERNAL_API
+EXTERNAL_API_IP = article.EXTERNAL_API_ADDRESS
+
+
+def _service_records(service: article.ArticleService) -> list[Record]:
+    """The zone records of one service of the table: cluster names with the cluster's TTL,
+    the provider zones' names with theirs."""
+    chain = service.chain()
+    if service.kind != "ExternalName":
+        return [Record(chain[0], "A", ip, SERVICE_TTL) for ip in service.addresses]
+    records = [Record(chain[0], "CNAME", chain[1], SERVICE_TTL)]
+    if not service.target_is_external:
+        return records  # the target is another service of the table
+    records += [Record(a, "CNAME", b, EXTERNAL_TTL) for a, b in itertools.pairwise(chain[1:])]
+    records += [Record(chain[-1], "A", ip, EXTERNAL_TTL) for ip in service.addresses]
+    return records
+
 
 DEFAULT_RECORDS: tuple[Record, ...] = (
     Record(NS_NAME, "A", LISTEN_ADDRESS, SERVICE_TTL),
-    Record(DATABASE, "CNAME", DATABASE_TARGET, SERVICE_TTL),
-    Record(DATABASE_TARGET, "CNAME", DATABASE_HOST, EXTERNAL_TTL),
-    Record(DATABASE_HOST, "A", DATABASE_IP, EXTERNAL_TTL),
-    Record(POSTGRES, "CNAME", POSTGRES_TARGET, SERVICE_TTL),
-    Record(POSTGRES_TARGET, "A", POSTGRES_IP, EXTERNAL_TTL),
-    Record(PAYMENT_API, "CNAME", PAYMENT_API_TARGET, SERVICE_TTL),
-    Record(PAYMENT_API_TARGET, "A", PAYMENT_API_IP, EXTERNAL_TTL),
-    Record(SECOND_API, "CNAME", SECOND_API_TARGET, SERVICE_TTL),
-    Record(SECOND_API_TARGET, "A", PAYMENT_API_IP, EXTERNAL_TTL),
-    Record(ORDERS, "A", ORDERS_IP, SERVICE_TTL),
-    *(Record(PG_HEADLESS, "A", ip, SERVICE_TTL) for ip in PG_HEADLESS_IPS),
-    Record(SHARED_CACHE, "CNAME", REDIS, SERVICE_TTL),
-    Record(REDIS, "A", REDIS_IP, SERVICE_TTL),
+    *(r for service in _TABLE.values() for r in _service_records(service)),
     Record(EXTERNAL_API, "A", EXTERNAL_API_IP, EXTERNAL_TTL),
 )
 
@@ -239,37 +268,8 @@ class Service:
 
 #: The expected answers, keyed by the service name.
 SERVICES: dict[str, Service] = {
-    s.service: s
-    for s in (
-        Service(
-            "database",
-            NAMESPACE,
-            (DATABASE, DATABASE_TARGET, DATABASE_HOST),
-            DATABASE_TARGET,
-            (DATABASE_IP,),
-        ),
-        Service(
-            "postgres", NAMESPACE, (POSTGRES, POSTGRES_TARGET), POSTGRES_TARGET, (POSTGRES_IP,)
-        ),
-        Service(
-            "payment-api",
-            NAMESPACE,
-            (PAYMENT_API, PAYMENT_API_TARGET),
-            PAYMENT_API_TARGET,
-            (PAYMENT_API_IP,),
-        ),
-        Service(
-            "second-api",
-            NAMESPACE,
-            (SECOND_API, SECOND_API_TARGET),
-            SECOND_API_TARGET,
-            (PAYMENT_API_IP,),
-        ),
-        Service("orders", NAMESPACE, (ORDERS,), None, (ORDERS_IP,)),
-        Service("pg-headless", NAMESPACE, (PG_HEADLESS,), None, PG_HEADLESS_IPS),
-        Service("shared-cache", "app-team-a", (SHARED_CACHE, REDIS), REDIS, (REDIS_IP,)),
-        Service("redis", "shared-infra", (REDIS,), None, (REDIS_IP,)),
-    )
+    s.name: Service(s.name, s.namespace, s.chain(), s.external_name, s.addresses)
+    for s in _TABLE.values()
 }
 
 #: Environment variables never passed into the namespace (they would change what is tested).
@@ -279,43 +279,6 @@ _SCRUBBED_NAMES = frozenset({"LOCALDOMAIN", "RES_OPTIONS", "HOSTALIASES"})
 
 _READY_TIMEOUT = 10.0
 _QUERY_RE = re.compile(r"\bquery: (\S+) (\S+) (\S+) ")
-
-
-class Lab:
-    """What every lab shares: :attr:`started` between a successful :meth:`start` and
-    :meth:`stop`, and use as a context manager (``with PodLab() as pod: ...``)."""
-
-    _started = False
-
-    @property
-    def started(self) -> bool:
-        """True between a successful :meth:`start` and :meth:`stop`."""
-        return self._started
-
-    def start(self) -> Self:
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-class LabError(RuntimeError):
-    """The lab could not be set up, or a lab command failed."""
-
-
-class LabUnavailable(LabError):
-    """The pod emulation cannot run on this machine (not root, missing programs, no netns)."""
 
 
 class DigError(LabError):
@@ -369,18 +332,6 @@ def zone_of(name: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _which(program: str) -> str | None:
-    """``shutil.which`` that also looks in the sbin directories (root's PATH may lack them)."""
-    found = shutil.which(program)
-    if found:
-        return found
-    for directory in ("/usr/sbin", "/sbin", "/usr/bin", "/bin"):
-        candidate = os.path.join(directory, program)
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
 def unavailable_reason() -> str | None:
     """Why the pod emulation cannot run here, or None when it can (cheap checks only)."""
     if sys.platform != "linux":
@@ -397,7 +348,7 @@ def unavailable_reason() -> str | None:
             ("dig", "bind9-dnsutils"),
             ("getent", "libc-bin"),
         )
-        if _which(program) is None
+        if which(program) is None
     ]
     if missing:
         return "missing programs: " + ", ".join(missing)
@@ -407,18 +358,11 @@ def unavailable_reason() -> str | None:
         return "no 'bind' user (the bind9 package creates it)"
     try:
         subprocess.run(
-            [_tool("ip"), "netns", "list"], capture_output=True, text=True, timeout=10, check=True
+            [tool("ip"), "netns", "list"], capture_output=True, text=True, timeout=10, check=True
         )
     except (OSError, subprocess.SubprocessError) as exc:
         return f"'ip netns' is not usable here: {exc}"
     return None
-
-
-def _tool(program: str) -> str:
-    path = _which(program)
-    if path is None:
-        raise LabError(f"{program} not found")
-    return path
 
 
 def _proc_start_time(pid: int) -> str | None:
@@ -455,7 +399,7 @@ def _owner_alive(name: str) -> bool:
 
 
 def _netns_names() -> list[str]:
-    ip = _which("ip")
+    ip = which("ip")
     if ip is None:
         return []
     out = subprocess.run([ip, "netns", "list"], capture_output=True, text=True, timeout=10)
@@ -464,7 +408,7 @@ def _netns_names() -> list[str]:
 
 def _kill_netns_processes(name: str) -> None:
     """SIGKILL every process still running in a network namespace."""
-    ip = _which("ip")
+    ip = which("ip")
     if ip is None:
         return
     out = subprocess.run([ip, "netns", "pids", name], capture_output=True, text=True, timeout=10)
@@ -476,7 +420,7 @@ def _kill_netns_processes(name: str) -> None:
 
 def _remove_netns(name: str, lab_dir: Path | None) -> None:
     """Remove a lab's namespace, its /etc/netns directory and its files (best effort)."""
-    ip = _which("ip")
+    ip = which("ip")
     if name in _netns_names():
         _kill_netns_processes(name)
         if ip is not None:
@@ -723,7 +667,7 @@ class PodLab(Lab):
                 self._spawn_named(server)
             for server in self.servers.values():
                 self._wait_ready(server, self.ready_timeout)
-                server.log_offset = self._log_size(server)
+                server.log_offset = file_size(server.querylog)
             self.timings["named_ready"] = time.monotonic() - t1
         except BaseException:
             self.stop()
@@ -735,13 +679,13 @@ class PodLab(Lab):
     def stop(self) -> None:
         """Kill every process of the lab and remove the namespace and the files. Idempotent."""
         for child in reversed(self._children):
-            _terminate(child)
+            terminate(child)
         self._children.clear()
         for server in self.servers.values():
             self._kill_named(server)
         if self._netns_made or (self.name and self.name in _netns_names()):
             _kill_netns_processes(self.name)
-            subprocess.run([_tool("ip"), "netns", "del", self.name], capture_output=True)
+            subprocess.run([tool("ip"), "netns", "del", self.name], capture_output=True)
             self._netns_made = False
         if self._etc_dir is not None:
             shutil.rmtree(self._etc_dir, ignore_errors=True)
@@ -784,7 +728,7 @@ class PodLab(Lab):
         bind = pwd.getpwnam("bind")
         self.key_file = self.dir / "tsig.key"
         key = subprocess.run(
-            [_tool("tsig-keygen"), "-a", "hmac-sha256", TSIG_KEY_NAME],
+            [tool("tsig-keygen"), "-a", "hmac-sha256", TSIG_KEY_NAME],
             capture_output=True,
             text=True,
             check=True,
@@ -805,7 +749,7 @@ class PodLab(Lab):
                 os.chown(path, bind.pw_uid, bind.pw_gid)
 
     def _make_netns(self) -> None:
-        ip = _tool("ip")
+        ip = tool("ip")
         try:
             _run_checked([ip, "netns", "add", self.name], "ip netns add")
         except LabError as exc:
@@ -832,11 +776,11 @@ class PodLab(Lab):
         try:
             server.process = subprocess.Popen(
                 [
-                    _tool("ip"),
+                    tool("ip"),
                     "netns",
                     "exec",
                     self.name,
-                    _tool("named"),
+                    tool("named"),
                     "-f",  # foreground, but log as named.conf says (-g would force stderr)
                     "-4",
                     "-n",
@@ -870,7 +814,7 @@ class PodLab(Lab):
                 )
             result = self.exec(
                 [
-                    _tool("dig"),
+                    tool("dig"),
                     "+short",
                     "+time=1",
                     "+tries=1",
@@ -900,7 +844,7 @@ class PodLab(Lab):
         with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, signal.SIGCONT)
         server.paused = False
-        _terminate(process)
+        terminate(process)
         server.process = None
 
     def pause_named(self, server: ServerSpec = "full") -> None:
@@ -969,7 +913,7 @@ class PodLab(Lab):
         """``argv`` prefixed with ``ip netns exec NAME``."""
         if not self.name:
             raise LabError("the lab has not been started")
-        return [_tool("ip"), "netns", "exec", self.name, *(os.fspath(a) for a in argv)]
+        return [tool("ip"), "netns", "exec", self.name, *(os.fspath(a) for a in argv)]
 
     def exec(
         self,
@@ -1010,33 +954,42 @@ class PodLab(Lab):
         self._children.append(child)
         return child
 
-    def python(
-        self,
-        code: str,
-        *,
-        env: Mapping[str, str] | None = None,
-        timeout: float | None = 30,
-    ) -> subprocess.CompletedProcess[str]:
-        """Run ``sys.executable -c code`` inside the namespace."""
-        return self.exec([sys.executable, "-c", code], env=env, timeout=timeout)
+    def module_argv(self, module: str, args: Any = None) -> list[str]:
+        """``python -m module ARGS`` (``args`` as one JSON argument) inside the namespace."""
+        return self.command([sys.executable, "-m", module, json.dumps(args)])
 
-    def python_json(
+    def module_environment(self, env: Mapping[str, str] | None = None) -> dict[str, str]:
+        """:meth:`environment` plus ``PYTHONPATH`` = the repository, so that ``python -m
+        integrations.clients.<name>`` finds the client modules (and the kubealias under test)."""
+        return self.environment({"PYTHONPATH": str(REPO_ROOT), **(env or {})})
+
+    def run_module(
         self,
-        code: str,
+        module: str,
+        args: Any = None,
         *,
         env: Mapping[str, str] | None = None,
         timeout: float | None = 30,
     ) -> Any:
-        """Run ``code`` like :meth:`python` and return its last stdout line parsed as JSON.
+        """Run ``python -m module ARGS`` inside the namespace (``args`` as one JSON argument,
+        the repository as working directory and ``PYTHONPATH``, a clean environment plus
+        ``env``) and return its last stdout line parsed as JSON.
 
         Raises:
-            LabError: the code failed or its last line is not JSON (with stdout and stderr).
+            LabError: the module failed or its last line is not JSON (with stdout and stderr).
         """
-        result = self.python(code, env=env, timeout=timeout)
+        result = subprocess.run(
+            self.module_argv(module, args),
+            env=self.module_environment(env),
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         lines = [line for line in result.stdout.splitlines() if line.strip()]
         if result.returncode != 0 or not lines:
             raise LabError(
-                f"python in {self.name} exited with {result.returncode}\n"
+                f"python -m {module} in {self.name} exited with {result.returncode}\n"
                 f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
             )
         try:
@@ -1046,12 +999,38 @@ class PodLab(Lab):
                 f"last line is not JSON: {lines[-1]!r}\n--- stderr ---\n{result.stderr}"
             ) from exc
 
+    def start_module(
+        self,
+        module: str,
+        args: Any = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 60,
+        what: str | None = None,
+    ) -> JsonLinesChild:
+        """Start ``python -m module ARGS`` inside the namespace (as :meth:`run_module` runs it)
+        and return it as a :class:`~integrations._lab.JsonLinesChild`: the caller reads each
+        JSON line it prints and changes the world (DNS, servers) in between."""
+        return JsonLinesChild.start(
+            self.module_argv(module, args),
+            env=self.module_environment(env),
+            cwd=REPO_ROOT,
+            timeout=timeout,
+            what=what or f"python -m {module}",
+        )
+
+    def free_ports(self, count: int = 1) -> list[int]:
+        """``count`` distinct TCP ports that nothing in the namespace listens on (bound at once
+        on every address, then released)."""
+        ports: list[int] = self.run_module("integrations.clients.free_ports", count, timeout=15)
+        return ports
+
     # -- lookups -----------------------------------------------------------------------------
 
     def getent(self, name: str, database: str = "ahosts", *, timeout: float = 15) -> list[str]:
         """The addresses glibc gives for ``name`` inside the namespace (``getent ahosts``, i.e.
         getaddrinfo; or ``hosts``), de-duplicated in order. Empty when not found."""
-        result = self.exec([_tool("getent"), database, name], timeout=timeout)
+        result = self.exec([tool("getent"), database, name], timeout=timeout)
         addresses: list[str] = []
         for line in result.stdout.splitlines():
             fields = line.split()
@@ -1068,7 +1047,7 @@ class PodLab(Lab):
         options: Sequence[str],
     ) -> subprocess.CompletedProcess[str]:
         argv = [
-            _tool("dig"),
+            tool("dig"),
             *options,
             f"+time={max(1, int(timeout))}",
             "+tries=1",
@@ -1138,7 +1117,7 @@ class PodLab(Lab):
         )
         self.dirty.update(_touched_names(commands))
         result = self.exec(
-            [_tool("nsupdate"), "-k", str(self.key_file), "-t", str(timeout)],
+            [tool("nsupdate"), "-k", str(self.key_file), "-t", str(timeout)],
             input=script,
             timeout=timeout * 2 + 5,
         )
@@ -1193,24 +1172,6 @@ class PodLab(Lab):
 
     # -- query log ---------------------------------------------------------------------------
 
-    def _log_size(self, server: _Named) -> int:
-        try:
-            return server.querylog.stat().st_size
-        except FileNotFoundError:
-            return 0
-
-    def _settled_size(self, server: _Named, settle: float) -> int:
-        """The query log's size once it has not grown for ``settle`` seconds (max 1 s)."""
-        size = self._log_size(server)
-        deadline = time.monotonic() + 1.0
-        while settle > 0 and time.monotonic() < deadline:
-            time.sleep(settle)
-            now = self._log_size(server)
-            if now == size:
-                break
-            size = now
-        return size
-
     def query_log(
         self, server: ServerSpec = "full", *, settle: float = 0.05, include_probes: bool = False
     ) -> list[Query]:
@@ -1218,7 +1179,7 @@ class PodLab(Lab):
         order; the readiness probe is left out unless ``include_probes``."""
         queries: list[Query] = []
         for s in self._servers(server):
-            end = self._settled_size(s, settle)
+            end = settled_size(s.querylog, settle)
             try:
                 with s.querylog.open("rb") as f:
                     f.seek(s.log_offset)
@@ -1256,7 +1217,7 @@ class PodLab(Lab):
     def clear_query_log(self, server: ServerSpec = "both", *, settle: float = 0.05) -> None:
         """Start counting afresh: later :meth:`query_log` calls see only newer queries."""
         for s in self._servers(server):
-            s.log_offset = self._settled_size(s, settle)
+            s.log_offset = settled_size(s.querylog, settle)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1292,35 +1253,6 @@ def _run_checked(argv: Sequence[str], what: str) -> None:
     result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     if result.returncode != 0:
         raise LabError(f"{what} failed (exit {result.returncode}): {result.stderr.strip()}")
-
-
-def _terminate(process: subprocess.Popen[Any], grace: float = 5.0) -> None:
-    """SIGTERM the process's session (SIGKILL after ``grace``), reap it, close its pipes."""
-    if process.poll() is None:
-        try:
-            pgid = os.getpgid(process.pid)
-        except ProcessLookupError:
-            pgid = None
-        target = pgid if pgid is not None and pgid == process.pid else None
-        with contextlib.suppress(ProcessLookupError):
-            if target is not None:
-                os.killpg(target, signal.SIGCONT)
-                os.killpg(target, signal.SIGTERM)
-            else:
-                process.terminate()
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                if target is not None:
-                    os.killpg(target, signal.SIGKILL)
-                else:
-                    process.kill()
-            process.wait()
-    for stream in (process.stdin, process.stdout, process.stderr):
-        if stream is not None:
-            with contextlib.suppress(OSError):
-                stream.close()
 
 
 def _timed(fn: Any) -> float:

@@ -45,9 +45,9 @@ all). :meth:`PgLab.stop` shuts them down (fast shutdown, SIGKILL after a grace p
 removes the lab directory, a subdirectory of the pod's (the pod's own ``stop``/crash recovery
 kills everything left in its namespace).
 
-Clients run inside the namespace with :meth:`PgLab.run_client` (a Python snippet with
-``PORT``, ``CAFILE``, ``PASSWORD``, ``kwargs()``, ``conninfo()``, ``describe()`` and ``emit()``
-predefined: see :meth:`PgLab.client_preamble`).
+Clients run inside the namespace with :meth:`PgLab.run_client`: a module of
+:mod:`integrations.clients` (``pg_*``) that reads the lab's parameters from its arguments
+(:mod:`integrations.clients._pg`: ``kwargs()``, ``conninfo()``, ``describe()``).
 
 Where a Docker engine exists the issue allows testcontainers as another PostgreSQL source; that
 path is **not implemented** (no Docker on the machines this runs on, and it could not be put
@@ -61,27 +61,34 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import json
 import os
 import pwd
 import re
 import secrets
-import select
 import shutil
 import signal
 import subprocess
-import sys
-import textwrap
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import trustme
 
+from integrations._lab import (
+    LabError,
+    LabUnavailable,
+    ServerLab,
+    file_size,
+    read_since,
+    tail,
+    tool,
+    which,
+)
+from integrations.clients._pg import PgTarget
 from integrations.pod import lab as pod_lab
-from integrations.pod.lab import Lab, LabError, LabUnavailable, PodLab
+from integrations.pod.lab import PodLab
 
 __all__ = [
     "CLUSTER_NAMES",
@@ -91,11 +98,11 @@ __all__ = [
     "INTERNAL",
     "PROD_DB",
     "USER",
-    "DrivenClient",
     "InstanceSpec",
     "PgConnection",
     "PgInstance",
     "PgLab",
+    "described",
     "find_bindir",
     "parse_connections",
     "unavailable_reason",
@@ -164,14 +171,6 @@ local   all       postgres           trust
 local   all       all                scram-sha-256
 hostssl all       app       all      scram-sha-256
 host    all       all       all      reject
-"""
-
-#: Run inside the namespace: one TCP port free on every address (bound, released).
-_FREE_PORT = """
-import json, socket
-s = socket.socket()
-s.bind(("0.0.0.0", 0))
-print(json.dumps(s.getsockname()[1]))
 """
 
 _LOG_LINE = re.compile(r"^\S+ \S+ \S+ \[(\d+)\] (\w+):  (.*)$")
@@ -255,10 +254,23 @@ class PgInstance:
         return self.process is not None and self.process.poll() is None
 
     def tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            text = self.log.read_text(errors="replace").strip()
-            return "\n".join(text.splitlines()[-lines:])
-        return ""
+        """The last lines of the server's log."""
+        return tail(self.log, 0, lines)
+
+
+def described(server: str, host: str, address: str, port: int) -> dict[str, Any]:
+    """What ``describe(conn)`` (:mod:`integrations.clients._pg`) gives for a verified TLS 1.3
+    connection to the instance ``server`` at ``address``, with ``host`` as libpq's host (the
+    TLS name) and ``address`` as its hostaddr: the expected value of the end-to-end tests."""
+    return {
+        "server": server,
+        "ssl": True,
+        "tls_version": "TLSv1.3",
+        "server_addr": address,
+        "host": host,
+        "hostaddr": address,
+        "port": port,
+    }
 
 
 def find_bindir() -> Path | None:
@@ -286,31 +298,13 @@ def unavailable_reason() -> str | None:
         return reason
     if find_bindir() is None:
         return "PostgreSQL server binaries (initdb, postgres) not found (Debian postgresql-15)"
-    if pod_lab._which("runuser") is None:
+    if which("runuser") is None:
         return "runuser (util-linux) not found"
     try:
         pwd.getpwnam(OS_USER)
     except KeyError:
         return f"no {OS_USER!r} user (the postgresql packages create it)"
     return None
-
-
-def _file_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _read_since(path: Path, offset: int) -> str:
-    """The file's complete lines from ``offset``."""
-    try:
-        with path.open("rb") as f:
-            f.seek(offset)
-            text = f.read().decode(errors="replace")
-    except FileNotFoundError:
-        return ""
-    return text[: text.rfind("\n") + 1]
 
 
 def _sql_literal(value: str) -> str:
@@ -358,7 +352,7 @@ def parse_connections(text: str) -> list[PgConnection]:
     return [PgConnection(**entry) for entry in by_pid.values()]
 
 
-class PgLab(Lab):
+class PgLab(ServerLab):
     """PostgreSQL 15 servers with TLS inside a pod emulation (see the module docstring).
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`::
@@ -510,7 +504,7 @@ class PgLab(Lab):
     ) -> subprocess.CompletedProcess[str]:
         """Run a PostgreSQL program as ``postgres`` (initdb and postgres refuse root)."""
         result = subprocess.run(
-            [pod_lab._tool("runuser"), "-u", OS_USER, "--", *(os.fspath(a) for a in argv)],
+            [tool("runuser"), "-u", OS_USER, "--", *(os.fspath(a) for a in argv)],
             input=input,
             capture_output=True,
             text=True,
@@ -646,14 +640,10 @@ class PgLab(Lab):
 
     # -- servers ---------------------------------------------------------------------------------
 
-    def _free_port(self) -> int:
-        port: int = self.pod.python_json(_FREE_PORT, timeout=15)
-        return port
-
     def _start_all(self, *, choose_port: bool) -> None:
         for attempt in range(_PORT_ATTEMPTS):
             if choose_port:
-                self.port = self._free_port()
+                (self.port,) = self.pod.free_ports(1)
             for instance in self.instances.values():
                 self._spawn(instance)
             try:
@@ -671,11 +661,11 @@ class PgLab(Lab):
         assert self.bindir is not None
         self._write_lab_conf(instance)
         (instance.data / "postmaster.pid").unlink(missing_ok=True)  # left by a killed server
-        instance.extra["log_start"] = _file_size(instance.log)
+        instance.extra["log_start"] = file_size(instance.log)
         with instance.log.open("ab") as log:
             instance.process = self.pod.popen(
                 [
-                    pod_lab._tool("runuser"),
+                    tool("runuser"),
                     "-u",
                     OS_USER,
                     "--",
@@ -712,7 +702,7 @@ class PgLab(Lab):
             time.sleep(0.01)
 
     def _diagnostics(self, instance: PgInstance) -> str:
-        text = _read_since(instance.log, instance.extra.get("log_start", 0)).strip()
+        text = read_since(instance.log, instance.extra.get("log_start", 0)).strip()
         return f"--- {instance.log} ---\n{text[-3000:] or '(PostgreSQL printed nothing)'}"
 
     def _stop_instance(self, instance: PgInstance) -> None:
@@ -740,119 +730,45 @@ class PgLab(Lab):
 
     # -- connection parameters ------------------------------------------------------------------
 
+    def client_config(self) -> dict[str, Any]:
+        """What a client module needs to reach the servers (:class:`integrations.clients._pg.
+        PgTarget`): port, CA files, role, database, password, each instance's socket dir."""
+        return {
+            "port": self.port,
+            "cafile": self.cafile,
+            "wrong_cafile": self.wrong_ca_file,
+            "user": self.user,
+            "dbname": self.dbname,
+            "password": self.password,
+            "socket_dirs": {n: str(i.socket_dir) for n, i in self.instances.items()},
+        }
+
+    def target(self) -> PgTarget:
+        """The lab's connection parameters (:meth:`kwargs`, :meth:`conninfo`, :meth:`url`)."""
+        return PgTarget(**self.client_config())
+
     def kwargs(self, host: str = "database", **overrides: Any) -> dict[str, Any]:
         """Keyword arguments for ``psycopg.connect``: ``host``, the lab's port, ``app``/``app``,
         the password, ``sslmode=verify-full`` and ``sslrootcert`` = the lab CA; ``overrides``
         replace or add keys (``None`` removes one)."""
-        params: dict[str, Any] = {
-            "host": host,
-            "port": self.port,
-            "dbname": self.dbname,
-            "user": self.user,
-            "password": self.password,
-            "sslmode": "verify-full",
-            "sslrootcert": self.cafile,
-            "connect_timeout": 10,
-        }
-        params.update(overrides)
-        return {k: v for k, v in params.items() if v is not None}
+        return self.target().kwargs(host, **overrides)
 
     def conninfo(self, host: str = "database", **overrides: Any) -> str:
         """:meth:`kwargs` as a libpq ``key=value`` string."""
-        from psycopg.conninfo import make_conninfo
-
-        return make_conninfo("", **self.kwargs(host, **overrides))
+        return self.target().conninfo(host, **overrides)
 
     def url(self, host: str = "database", **query: Any) -> str:
         """``postgresql://app:PASSWORD@host:PORT/app?sslmode=verify-full&sslrootcert=CA``."""
-        from urllib.parse import quote, urlencode
-
-        params = {"sslmode": "verify-full", "sslrootcert": self.cafile, **query}
-        params = {k: v for k, v in params.items() if v is not None}
-        return (
-            f"postgresql://{quote(self.user, safe='')}:{quote(self.password, safe='')}"
-            f"@{host}:{self.port}/{self.dbname}?{urlencode(params)}"
-        )
+        return self.target().url(host, **query)
 
     # -- clients ---------------------------------------------------------------------------------
-
-    def client_globals(self) -> dict[str, Any]:
-        """The variables :meth:`run_client` defines for the snippet."""
-        return {
-            "PORT": self.port,
-            "CAFILE": self.cafile,
-            "WRONG_CAFILE": self.wrong_ca_file,
-            "USER": self.user,
-            "DBNAME": self.dbname,
-            "PASSWORD": self.password,
-            "SOCKET_DIRS": {n: str(i.socket_dir) for n, i in self.instances.items()},
-            "DATABASE_TARGET": pod_lab.DATABASE_TARGET,
-            "DATABASE_IP": pod_lab.DATABASE_IP,
-            "DATABASE_CLUSTER_IP": pod_lab.DATABASE_CLUSTER_IP,
-            "POSTGRES_TARGET": pod_lab.POSTGRES_TARGET,
-            "POSTGRES_IP": pod_lab.POSTGRES_IP,
-        }
-
-    def client_preamble(self) -> str:
-        """The Python source :meth:`run_client` puts before the snippet.
-
-        Besides :meth:`client_globals`: ``json``, ``emit(value)`` (prints one JSON line),
-        ``kwargs(host="database", **overrides)`` and ``conninfo(...)`` (as :meth:`kwargs` and
-        :meth:`conninfo`), ``url(host="database", **query)``, ``WHO`` (the SQL of
-        ``describe``), ``describe(conn)`` and ``await adescribe(aconn)`` -> ``{"server":
-        whoami, "ssl": bool, "tls_version", "server_addr", "host": conn.info.host, "hostaddr":
-        conn.info.hostaddr, "port"}``, and ``capture_logs()`` -> a list that receives the text
-        of every log record (root logger at DEBUG; ``psycopg``, ``psycopg.pool`` and
-        ``kubealias`` at DEBUG), exception text included; ``exception_chain(exc)`` and
-        ``exception_texts(exc)`` (``str``/``repr`` of each chained exception, as Python shows
-        the chain).
-        """
-        assignments = "".join(f"{k} = {v!r}\n" for k, v in self.client_globals().items())
-        return assignments + _CLIENT_HELPERS
-
-    def run_client(
-        self, code: str, env: Mapping[str, str] | None = None, *, timeout: float | None = 60
-    ) -> Any:
-        """Run a Python snippet inside the pod namespace (fresh process, clean environment plus
-        ``env``: no ``KUBEALIAS_*``, no ``PG*`` unless given) and return the JSON of its last
-        stdout line (see :meth:`client_preamble` for what the snippet sees).
-
-        Raises:
-            LabError: the snippet failed or printed no JSON (stdout and stderr in the message).
-        """
-        if not self._started:
-            raise LabError("the PostgreSQL lab has not been started")
-        source = self.client_preamble() + textwrap.dedent(code)
-        return self.pod.python_json(source, env=env, timeout=timeout)
-
-    def start_client(
-        self, code: str, env: Mapping[str, str] | None = None, *, timeout: float = 60
-    ) -> DrivenClient:
-        """Start a long-running snippet (same globals as :meth:`run_client`) inside the pod,
-        driven through its stdin and stdout: the test reads each JSON line it emits
-        (:meth:`DrivenClient.read`) and changes the world (DNS, servers) in between, telling
-        the snippet to go on with :meth:`DrivenClient.send` (``input()`` in the snippet)."""
-        if not self._started:
-            raise LabError("the PostgreSQL lab has not been started")
-        source = self.client_preamble() + textwrap.dedent(code)
-        process = subprocess.Popen(
-            self.pod.command([sys.executable, "-c", source]),
-            env=self.pod.environment(env),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-            start_new_session=True,
-        )
-        return DrivenClient(process, timeout)
 
     # -- logs ------------------------------------------------------------------------------------
 
     def server_log(self, name: str) -> str:
         """The server's log since :meth:`clear_logs` (complete lines)."""
         instance = self.instance(name)
-        return _read_since(instance.log, instance.log_offset)
+        return read_since(instance.log, instance.log_offset)
 
     def connections(
         self, name: str, *, min_entries: int = 0, timeout: float = 2.0
@@ -873,7 +789,7 @@ class PgLab(Lab):
     def clear_logs(self) -> None:
         """Start reading the logs afresh (offsets: the files are never truncated)."""
         for instance in self.instances.values():
-            instance.log_offset = _file_size(instance.log)
+            instance.log_offset = file_size(instance.log)
 
     # -- administration --------------------------------------------------------------------------
 
@@ -893,158 +809,3 @@ class PgLab(Lab):
         ) as conn:
             cursor = conn.execute(sql.encode(), params)
             return cursor.fetchall() if cursor.description is not None else []
-
-
-class DrivenClient:
-    """A client snippet running inside the pod, driven line by line (see
-    :meth:`PgLab.start_client`). Use as a context manager: leaving kills it if still running."""
-
-    def __init__(self, process: subprocess.Popen[str], timeout: float) -> None:
-        self.process = process
-        self.timeout = timeout
-        self._stderr: str | None = None
-
-    def read(self, timeout: float | None = None) -> Any:
-        """The next JSON line the snippet printed (non-JSON lines are skipped).
-
-        Raises:
-            LabError: the snippet exited or printed nothing within ``timeout`` (its stderr in
-                the message).
-        """
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self.kill()
-                raise LabError(f"the client printed nothing in time\n{self.stderr()}")
-            ready, _, _ = select.select([self.process.stdout], [], [], remaining)
-            if not ready:
-                continue
-            line = self.process.stdout.readline()
-            if not line:
-                self.process.wait(5)
-                raise LabError(f"the client exited with {self.process.returncode}\n{self.stderr()}")
-            with contextlib.suppress(ValueError):
-                return json.loads(line)
-
-    def send(self, line: str = "go") -> None:
-        """Write one line to the snippet's stdin."""
-        assert self.process.stdin is not None
-        self.process.stdin.write(line + "\n")
-        self.process.stdin.flush()
-
-    def finish(self, timeout: float | None = None) -> Any:
-        """Close stdin, wait for the exit, return the last JSON line (the result).
-
-        Raises:
-            LabError: the snippet failed or printed no JSON.
-        """
-        try:
-            out, err = self.process.communicate(
-                timeout=self.timeout if timeout is None else timeout
-            )
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise LabError(f"the client did not finish in time\n{self.stderr()}") from None
-        self._stderr = err
-        lines = [line for line in out.splitlines() if line.strip()]
-        if self.process.returncode != 0 or not lines:
-            raise LabError(
-                f"the client exited with {self.process.returncode}\n"
-                f"--- stdout ---\n{out}\n--- stderr ---\n{err}"
-            )
-        return json.loads(lines[-1])
-
-    def stderr(self) -> str:
-        """What the snippet wrote to stderr (once it has exited)."""
-        if self._stderr is None and self.process.poll() is not None and self.process.stderr:
-            self._stderr = self.process.stderr.read()
-        return f"--- stderr ---\n{self._stderr or ''}"
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-    def __enter__(self) -> DrivenClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.kill()
-        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
-
-
-_CLIENT_HELPERS = '''
-import json, logging
-
-def emit(value):
-    print(json.dumps(value), flush=True)
-
-def kwargs(host="database", **overrides):
-    params = {"host": host, "port": PORT, "dbname": DBNAME, "user": USER, "password": PASSWORD,
-              "sslmode": "verify-full", "sslrootcert": CAFILE, "connect_timeout": 10}
-    params.update(overrides)
-    return {k: v for k, v in params.items() if v is not None}
-
-def conninfo(host="database", **overrides):
-    from psycopg.conninfo import make_conninfo
-    return make_conninfo("", **kwargs(host, **overrides))
-
-def url(host="database", **query):
-    from urllib.parse import quote, urlencode
-    params = {"sslmode": "verify-full", "sslrootcert": CAFILE, **query}
-    params = {k: v for k, v in params.items() if v is not None}
-    return (f"postgresql://{quote(USER, safe='')}:{quote(PASSWORD, safe='')}"
-            f"@{host}:{PORT}/{DBNAME}?{urlencode(params)}")
-
-WHO = ("SELECT (SELECT name FROM whoami), ssl, version, host(inet_server_addr()) "
-       "FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
-
-def _described(conn, row):
-    server, ssl, version, addr = row if row is not None else (None, False, None, None)
-    return {"server": server, "ssl": ssl, "tls_version": version, "server_addr": addr,
-            "host": conn.info.host, "hostaddr": conn.info.hostaddr, "port": conn.info.port}
-
-def describe(conn):
-    return _described(conn, conn.execute(WHO).fetchone())
-
-async def adescribe(conn):
-    cursor = await conn.execute(WHO)
-    return _described(conn, await cursor.fetchone())
-
-class _Capture(logging.Handler):
-    def __init__(self, sink):
-        super().__init__(logging.DEBUG)
-        self.sink = sink
-        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
-    def emit(self, record):
-        self.sink.append(self.format(record))
-
-def capture_logs():
-    sink = []
-    root = logging.getLogger()
-    root.setLevel(logging.DEBUG)
-    root.addHandler(_Capture(sink))
-    for name in ("psycopg", "psycopg.pool", "kubealias", "sqlalchemy", "django"):
-        logging.getLogger(name).setLevel(logging.DEBUG)
-    return sink
-
-def exception_chain(exc):
-    """The exception and everything chained to it as Python shows it (``__cause__``, else
-    ``__context__`` unless suppressed by ``raise ... from None``)."""
-    out, seen = [], set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        out.append(exc)
-        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
-    return out
-
-def exception_texts(exc):
-    """str() and repr() of an exception and of everything chained to it (as shown)."""
-    return [t for e in exception_chain(exc) for t in (str(e), repr(e), type(e).__name__)]
-'''

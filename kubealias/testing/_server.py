@@ -50,6 +50,8 @@ import dns.rdatatype
 import dns.rdtypes.ANY.TXT
 import dns.rrset
 
+from . import article
+
 if TYPE_CHECKING:
     from kubealias import Resolver
 
@@ -510,26 +512,28 @@ class ClusterDNS:
         Raises:
             ValueError: An address is malformed.
         """
-        rds = "mydb.abc123.us-east-1.rds.amazonaws.com"
-        ec2 = "ec2-{}.compute-1.amazonaws.com".format(
-            database_ip.replace(".", "-").replace(":", "-")
-        )
-        self.external_name("database", "production", rds)
-        self.record(rds, "CNAME", ec2, ttl=60)
-        self.record(ec2, "A" if ":" not in database_ip else "AAAA", database_ip, replace=True)
-
-        for svc, target, ip in (
-            ("payment-api", "api.payments.example.test", payment_api_ip),
-            ("postgres", "prod-db.abc123.us-east-1.rds.amazonaws.com", postgres_ip),
-        ):
-            self.external_name(svc, "production", target)
-            self.record(target, "A" if ":" not in ip else "AAAA", ip, replace=True)
-
-        self.cluster_ip("orders", "production", orders_ip)
-        self.cluster_ip("redis", "shared-infra", redis_ip)
-        self.external_name(
-            "shared-cache", "app-team-a", f"redis.shared-infra.svc.{self.cluster_domain}"
-        )
+        defaults = {s.name: s.addresses[0] for s in article.SERVICES}
+        chosen = {
+            defaults["database"]: database_ip,
+            defaults["postgres"]: postgres_ip,
+            defaults["payment-api"]: payment_api_ip,
+            defaults["redis"]: redis_ip,
+            defaults["orders"]: orders_ip,
+        }
+        for service in article.services(chosen):
+            if service.kind == "ClusterIP":
+                self.cluster_ip(service.name, service.namespace, service.addresses[0])
+            elif service.kind == "headless":
+                self.headless(service.name, service.namespace, service.addresses)
+            else:
+                chain = service.chain(self.cluster_domain)
+                self.external_name(service.name, service.namespace, chain[1])
+                if not service.target_is_external:
+                    continue  # another service of the table gives the target's addresses
+                if service.provider_hop:
+                    self.record(chain[1], "CNAME", chain[2], ttl=60)
+                for i, ip in enumerate(service.addresses):
+                    self.record(chain[-1], "A" if ":" not in ip else "AAAA", ip, replace=i == 0)
 
     # -- faults ------------------------------------------------------------------------------
 

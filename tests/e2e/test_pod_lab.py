@@ -213,27 +213,17 @@ def test_exec_scrubs_the_environment(pod: PodLab, monkeypatch: pytest.MonkeyPatc
     assert env["KUBEALIAS_TIMEOUT"] == "1"
 
 
-def test_python_runs_inside_the_namespace(pod: PodLab) -> None:
-    code = (
-        "import json, socket\n"
-        "print('noise')\n"
-        "print(json.dumps({'db': socket.gethostbyname('database'),"
-        " 'resolv': open('/etc/resolv.conf').read()}))\n"
-    )
-    out = pod.python_json(code)
+def test_run_module_runs_inside_the_namespace(pod: PodLab) -> None:
+    out = pod.run_module("integrations.clients.whereami")
     assert out == {"db": L.DATABASE_IP, "resolv": L.RESOLV_CONF}
     with pytest.raises(LabError, match="ZeroDivisionError"):
-        pod.python_json("1/0")
+        pod.run_module("integrations.clients.whereami", {"fail": True})
 
 
 def test_popen_runs_inside_the_namespace(pod: PodLab) -> None:
-    child = pod.popen(
-        ["python3", "-c", "import socket; print(socket.gethostbyname('orders'), flush=True)"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    child = pod.popen(["getent", "hosts", "orders"], stdout=subprocess.PIPE, text=True)
     out, _ = child.communicate(timeout=10)
-    assert out.strip() == L.ORDERS_IP
+    assert out.split()[0] == L.ORDERS_IP
 
 
 def test_stale_labs_of_dead_processes_are_removed(pod: PodLab) -> None:

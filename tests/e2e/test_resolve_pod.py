@@ -8,13 +8,13 @@ namespace's ``/etc/resolv.conf`` alone, exactly as in a pod.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from typing import Any
 
 import pytest
 
+from integrations._lab import JsonLinesChild
 from integrations.pod import lab as L
 from integrations.pod.lab import PodLab
 
@@ -23,25 +23,14 @@ pytestmark = pytest.mark.pod
 TIMEOUT = 1.0  # KUBEALIAS_TIMEOUT in the outage test
 MAX_STALE = 3.0  # KUBEALIAS_MAX_STALE in the outage test
 
-#: Resolves the names of ``NAMES`` (a JSON list spliced in) in one process, one JSON line out.
-RESOLVE_MANY = """
-import json, kubealias
-out = []
-for name in json.loads(NAMES):
-    try:
-        out.append(kubealias.resolve(name).to_dict())
-    except kubealias.KubeAliasError as exc:
-        out.append({"error": type(exc).__name__, "message": str(exc)})
-print(json.dumps(out))
-"""
-
 
 def resolve_in_pod(
     lab: PodLab, names: list[str], env: dict[str, str] | None = None
 ) -> list[dict[str, Any]]:
     """``kubealias.resolve(name).to_dict()`` for each name, in one process inside the pod."""
-    code = f"NAMES = {json.dumps(json.dumps(names))}\n{RESOLVE_MANY}"
-    result: list[dict[str, Any]] = lab.python_json(code, env=env)
+    result: list[dict[str, Any]] = lab.run_module(
+        "integrations.clients.resolve_names", names, env=env
+    )
     return result
 
 
@@ -147,54 +136,24 @@ def test_zone_edge_server_makes_the_follow_up_queries(pod_clean: PodLab) -> None
     assert pod_clean.query_log("full") == []
 
 
-#: One process: resolve, report, then resolve every 0.5 s until ``database`` is no alias.
-SWITCH_WATCHER = """
-import json, time, kubealias
-r = kubealias.resolve("database")
-print(json.dumps({"ready": r.to_dict()}), flush=True)
-start = time.time()
-seen = None
-while time.time() - start < 15:
-    r = kubealias.resolve("database")
-    if not r.is_alias:
-        seen = {"at": time.time(), "r": r.to_dict()}
-        break
-    time.sleep(0.5)
-print(json.dumps({"switched": seen}), flush=True)
-"""
-
-
 def _start_child(
-    lab: PodLab, code: str, env: dict[str, str] | None = None
-) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    """Start ``code`` inside the pod and return it with its first JSON line (``ready``)."""
-    child = lab.popen(
-        [sys.executable, "-c", code],
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdout is not None
-    line = child.stdout.readline()
-    if not line.strip():
-        _, err = child.communicate(timeout=10)
-        pytest.fail(f"the child exited before it was ready:\n{err}")
-    first: dict[str, Any] = json.loads(line)
+    lab: PodLab, watch: str, env: dict[str, str] | None = None
+) -> tuple[JsonLinesChild, dict[str, Any]]:
+    """Start ``integrations/clients/resolve_watch.py`` inside the pod and return it with its
+    first JSON line (``ready``)."""
+    child = lab.start_module("integrations.clients.resolve_watch", {"watch": watch}, env=env)
+    first: dict[str, Any] = child.read(timeout=30)
     return child, first
 
 
-def _finish_child(child: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
-    out, err = child.communicate(timeout=timeout)
-    lines = [line for line in out.splitlines() if line.strip()]
-    assert child.returncode == 0 and lines, f"exit {child.returncode}\n{out}\n{err}"
-    last: dict[str, Any] = json.loads(lines[-1])
+def _finish_child(child: JsonLinesChild, timeout: float) -> dict[str, Any]:
+    with child:
+        last: dict[str, Any] = child.finish(timeout=timeout)
     return last
 
 
 def test_externalname_to_clusterip_switch_is_seen_within_the_ttl(pod_clean: PodLab) -> None:
-    child, first = _start_child(pod_clean, SWITCH_WATCHER)
+    child, first = _start_child(pod_clean, "switch")
     assert first["ready"]["tls_name"] == L.DATABASE_TARGET
     pod_clean.set_a(L.DATABASE, L.DATABASE_CLUSTER_IP)  # the migration, no restart
     updated = time.time()
@@ -206,42 +165,13 @@ def test_externalname_to_clusterip_switch_is_seen_within_the_ttl(pod_clean: PodL
     assert switched["at"] - updated <= L.SERVICE_TTL + 1
 
 
-#: One process: resolve (warm), wait for "go" (named paused), then resolve every 0.5 s and
-#: record each outcome and its duration until an error or 20 s.
-OUTAGE_WATCHER = """
-import json, sys, time, kubealias
-r = kubealias.resolve("database")
-print(json.dumps({"ready": r.to_dict(), "at": time.time()}), flush=True)
-sys.stdin.readline()
-events = []
-start = time.monotonic()
-while time.monotonic() - start < 20:
-    t0 = time.monotonic()
-    try:
-        r = kubealias.resolve("database")
-        event = {"stale": r.stale, "addresses": r.addresses, "tls_name": r.tls_name}
-    except kubealias.KubeAliasError as exc:
-        event = {"error": type(exc).__name__, "message": str(exc),
-                 "is_resolution_error": isinstance(exc, kubealias.ResolutionError)}
-    event["at"] = time.time()
-    event["took"] = time.monotonic() - t0
-    events.append(event)
-    if "error" in event:
-        break
-    time.sleep(0.5)
-print(json.dumps({"events": events}), flush=True)
-"""
-
-
 def test_outage_serves_stale_within_the_bound_then_fails_clearly(pod_clean: PodLab) -> None:
     env = {"KUBEALIAS_MAX_STALE": f"{MAX_STALE:g}", "KUBEALIAS_TIMEOUT": f"{TIMEOUT:g}"}
-    child, first = _start_child(pod_clean, OUTAGE_WATCHER, env)
+    child, first = _start_child(pod_clean, "outage", env)
     warmed = first["at"]
     assert first["ready"]["stale"] is False
     pod_clean.pause_named("full")
-    assert child.stdin is not None
-    child.stdin.write("go\n")
-    child.stdin.flush()
+    child.send("go")
     events = _finish_child(child, timeout=40)["events"]
 
     for event in events:

@@ -1,7 +1,7 @@
 """Load for the pod reliability tests: worker threads making requests through kubealias.
 
 Not a test module: the tests run it as a script **inside** the pod's network namespace
-(``pod.popen([sys.executable, _load.py, CONFIG])``), so it resolves with the pod's
+(``python -m tests.reliability._load CONFIG``), so it resolves with the pod's
 ``/etc/resolv.conf`` and reaches nginx and PostgreSQL on loopback, like an application would.
 ``CONFIG`` is a JSON object::
 

@@ -1,6 +1,7 @@
 """Test-side helpers of the pod reliability tests: run ``_load.py`` in the pod, judge, report.
 
-:func:`start_load` starts the load script inside the pod's namespace and waits until every
+:func:`start_load` starts the load script inside the pod's namespace (a
+:class:`~integrations._lab.JsonLinesChild`) and waits until every
 worker has made one successful request; :meth:`LoadRun.stop` ends it and returns its records.
 :func:`report` prints the figures of a test (visible with ``-rA`` or ``-s``) and appends them
 to ``reliability-figures.json`` in pytest's base temporary directory, so that one run gives the
@@ -11,11 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import select
 import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,11 +21,13 @@ from typing import Any
 
 import pytest
 
+from integrations._lab import JsonLinesChild, LabError
 from integrations.https.lab import HttpsLab
 from integrations.pod.lab import PodLab
 from integrations.postgres.lab import PgLab
 
-LOAD_SCRIPT = Path(__file__).resolve().parent / "_load.py"
+#: The load script, run as ``python -m tests.reliability._load CONFIG`` inside the pod.
+LOAD_MODULE = "tests.reliability._load"
 
 Record = dict[str, Any]
 
@@ -37,56 +36,40 @@ Record = dict[str, Any]
 class LoadRun:
     """The load script running in the pod (see ``_load.py``)."""
 
-    process: subprocess.Popen[str]
+    child: JsonLinesChild
     out: Path
-    stderr_path: Path
     ready: dict[str, Any] = field(default_factory=dict)
     done: dict[str, Any] = field(default_factory=dict)
     records: list[Record] = field(default_factory=list)
 
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self.child.process
+
     def _line(self, timeout: float) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.kill()
-                pytest.fail(f"the load script printed nothing in time\n{self.stderr()}")
-            readable, _, _ = select.select([self.process.stdout], [], [], left)
-            if not readable:
-                continue
-            line = self.process.stdout.readline()
-            if not line:
-                self.process.wait(10)
-                pytest.fail(f"the load script exited ({self.process.returncode})\n{self.stderr()}")
-            with contextlib.suppress(ValueError):
-                parsed: dict[str, Any] = json.loads(line)
-                return parsed
+        try:
+            line: dict[str, Any] = self.child.read(timeout)
+        except LabError as exc:
+            pytest.fail(f"the load script: {exc}")
+        return line
 
     def stderr(self) -> str:
-        try:
-            return "--- load stderr ---\n" + self.stderr_path.read_text()[-4000:]
-        except OSError:
-            return ""
+        return self.child.stderr()
 
     def stop(self, timeout: float = 40) -> list[Record]:
         """Tell the workers to stop; returns every record (also in :attr:`records`)."""
-        assert self.process.stdin is not None
         with contextlib.suppress(BrokenPipeError):
-            self.process.stdin.write("stop\n")
-            self.process.stdin.flush()
+            self.child.send("stop")
         self.done = self._line(timeout)
         self.process.wait(10)
         assert self.done.get("done") is True, (self.done, self.stderr())
         assert self.done.get("stuck") == [], f"workers did not stop: {self.done}"
         self.records = json.loads(self.out.read_text())
+        self.child.close()
         return self.records
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, 9)
-            self.process.wait()
+        self.child.close()
 
 
 def start_load(
@@ -121,18 +104,8 @@ def start_load(
             "password": pg.password,
             "dbname": pg.dbname,
         }
-    stderr_path = tmp_path / "load.stderr"
-    with stderr_path.open("w") as stderr:
-        process = pod.popen(
-            [sys.executable, str(LOAD_SCRIPT), json.dumps(config)],
-            env=dict(env or {}),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            bufsize=1,
-        )
-    run = LoadRun(process, Path(config["out"]), stderr_path)
+    child = pod.start_module(LOAD_MODULE, config, env=env, timeout=ready_timeout)
+    run = LoadRun(child, Path(config["out"]))
     run.ready = run._line(ready_timeout)
     if run.ready.get("ready") is not True:
         records = run.stop() if run.process.poll() is None else []

@@ -26,7 +26,6 @@ A run with the allowlist and the genuine records shows that the allowlist lets t
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -41,94 +40,29 @@ from tests.reliability._pod import report
 ALLOWED = f"{L.PAYMENT_API_TARGET},{L.DATABASE_TARGET}"
 CLIENTS = ("requests", "httpx", "httpx-async", "psycopg", "psycopg-async")
 
-#: One fresh client object per adapter, one request each; prints one JSON line per attempt.
-ATTEMPTS = """
-import asyncio, json, ssl, sys
-import httpx, kubealias, kubealias.httpx, kubealias.psycopg, kubealias.requests
-
-CONTEXT = ssl.create_default_context(cafile=HTTPS_CA)
-URL = f"https://payment-api:{HTTPS_PORT}/policy"
-WHO = "SELECT (SELECT name FROM whoami)"
-
-def cause(exc):
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, kubealias.KubeAliasError):
-            return exc
-        exc = exc.__cause__ or exc.__context__ or getattr(exc, "reason", None)
-        exc = exc if isinstance(exc, BaseException) else None
-    return None
-
-def requests_():
-    with kubealias.requests.Session() as s:
-        return s.get(URL, verify=HTTPS_CA, timeout=5).json()["server"]
-
-def httpx_():
-    with httpx.Client(transport=kubealias.httpx.HTTPTransport(verify=CONTEXT)) as c:
-        return c.get(URL, timeout=5).json()["server"]
-
-def httpx_async():
-    async def go():
-        transport = kubealias.httpx.AsyncHTTPTransport(verify=CONTEXT)
-        async with httpx.AsyncClient(transport=transport) as c:
-            return (await c.get(URL, timeout=5)).json()["server"]
-    return asyncio.run(go())
-
-def psycopg_():
-    with kubealias.psycopg.connect(**PG) as conn:
-        return conn.execute(WHO).fetchone()[0]
-
-def psycopg_async():
-    async def go():
-        async with await kubealias.psycopg.AsyncConnection.connect(**PG) as conn:
-            return (await (await conn.execute(WHO)).fetchone())[0]
-    return asyncio.run(go())
-
-CALLS = {"requests": requests_, "httpx": httpx_, "httpx-async": httpx_async,
-         "psycopg": psycopg_, "psycopg-async": psycopg_async}
-for name in CLIENTS:
-    out = {"client": name}
-    try:
-        out["server"] = CALLS[name]()
-    except Exception as exc:
-        c = cause(exc)
-        out.update(error=type(exc).__name__, message=str(exc),
-                   cause=type(c).__name__ if c is not None else None,
-                   cause_name=getattr(c, "name", None), cause_chain=list(getattr(c, "chain", ())),
-                   cause_reason=getattr(c, "reason", None))
-    print(json.dumps(out), flush=True)
-"""
-
 
 def attempts(pod: PodLab, https: HttpsLab, pg: PgLab, allowlist: bool) -> dict[str, Any]:
-    """Run :data:`ATTEMPTS` in the pod (a fresh process: nothing cached); results by client."""
-    names = {
-        "HTTPS_CA": https.cafile,
-        "HTTPS_PORT": https.port,
-        "PG": pg.kwargs("database"),
-        "CLIENTS": list(CLIENTS),
+    """Run ``integrations/clients/policy_attempts.py`` in the pod (a fresh process: nothing
+    cached); results by client."""
+    config = {
+        "https_ca": https.cafile,
+        "https_port": https.port,
+        "pg": pg.kwargs("database"),
+        "clients": list(CLIENTS),
     }
-    code = "".join(f"{k} = {v!r}\n" for k, v in names.items()) + ATTEMPTS
     env = {"KUBEALIAS_ALLOWED_TARGETS": ALLOWED} if allowlist else {}
-    result = pod.python(code, env=env, timeout=60)
-    assert result.returncode == 0, result.stderr
-    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    with pod.start_module("integrations.clients.policy_attempts", config, env=env) as child:
+        lines = [child.read() for _ in CLIENTS]
+        assert child.process.wait(60) == 0, child.stderr()
     return {line["client"]: line for line in lines}
 
 
 def probe_connection(pod: PodLab, https: HttpsLab) -> int:
     """nginx's ``$connection`` for one new connection (to the genuine vhost, by address)."""
-    code = (
-        "import json, ssl, urllib.request\n"
-        f"ctx = ssl.create_default_context(cafile={https.cafile!r})\n"
-        f"req = urllib.request.Request('https://{L.PAYMENT_API_TARGET}:{https.port}/probe')\n"
-        "print(urllib.request.urlopen(req, context=ctx, timeout=5).read().decode())\n"
-    )
+    config = {"url": f"https://{L.PAYMENT_API_TARGET}:{https.port}/probe", "cafile": https.cafile}
     # The external name resolves inside the pod (example.test is the pod's zone): glibc only.
-    result = pod.python(code, timeout=30)
-    assert result.returncode == 0, result.stderr
-    return int(json.loads(result.stdout)["connection"])
+    echo = pod.run_module("integrations.clients.https_echo", config, timeout=30)
+    return int(echo["connection"])
 
 
 def pg_connections(pg: PgLab) -> dict[str, int]:

@@ -1,7 +1,8 @@
 """End-to-end: every HTTP adapter inside the pod emulation, against nginx with SNI virtual hosts.
 
-Each client runs in a fresh Python process inside the pod namespace (``HttpsLab.run_client`` or
-``pod.popen``) with **no** ``KUBEALIAS_*`` variable unless a test sets one: kubealias configures
+Each client runs in a fresh Python process inside the pod namespace
+(``integrations/clients/http_adapters.py``, through ``HttpsLab.run_client`` or ``start_client``)
+with **no** ``KUBEALIAS_*`` variable unless a test sets one: kubealias configures
 itself from the pod's ``/etc/resolv.conf`` alone. ``payment-api`` and ``second-api`` are
 ExternalNames for ``api.payments.example.test`` and ``api2.payments.example.test``, both at
 127.0.0.20, where nginx serves each external name with its own certificate (and answers 421 to
@@ -13,9 +14,6 @@ The negative controls (the same clients without kubealias fail) are in ``test_ht
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -32,80 +30,10 @@ pytestmark = pytest.mark.pod
 ADAPTERS = ("requests", "urllib3", "httpx", "httpx-async")
 TARGETS = {"payment-api": L.PAYMENT_API_TARGET, "second-api": L.SECOND_API_TARGET}
 
-#: Put before every snippet: ``Client(kind, **adapter_kwargs)`` with one blocking ``get(url)``
-#: -> ``{"status", "body"}`` (or ``{"error", "message", "cause", "cause_message"}``), for each
-#: adapter. The async transport runs on one event loop that lives as long as the client.
-CLIENTS = """
-import asyncio, ssl, time
-import httpx, kubealias, requests, urllib3
-import kubealias.httpx, kubealias.requests, kubealias.urllib3
 
-# httpx 0.28 deprecates verify=<path>: an SSLContext, as its documentation shows.
-CONTEXT = ssl.create_default_context(cafile=CAFILE)
-
-def _cause(exc):
-    # The kubealias error behind the client's own error (urllib3 wraps it in a reason).
-    seen = exc
-    while seen is not None and not isinstance(seen, kubealias.KubeAliasError):
-        seen = seen.__cause__ or getattr(seen, "reason", None)
-    return seen
-
-class Client:
-    def __init__(self, kind, **kwargs):
-        self.kind = kind
-        if kind == "requests":
-            self.session = kubealias.requests.Session(**kwargs)
-        elif kind == "urllib3":
-            self.pool = kubealias.urllib3.PoolManager(ca_certs=CAFILE, **kwargs)
-        elif kind == "httpx":
-            transport = kubealias.httpx.HTTPTransport(verify=CONTEXT, **kwargs)
-            self.client = httpx.Client(transport=transport)
-        else:
-            self.loop = asyncio.new_event_loop()
-            transport = kubealias.httpx.AsyncHTTPTransport(verify=CONTEXT, **kwargs)
-            self.client = httpx.AsyncClient(transport=transport)
-
-    def _get(self, u):
-        if self.kind == "requests":
-            # verify= per request: requests lets REQUESTS_CA_BUNDLE override session.verify.
-            r = self.session.get(u, verify=CAFILE, timeout=10)
-            return r.status_code, r.json()
-        if self.kind == "urllib3":
-            r = self.pool.request("GET", u, timeout=10)
-            return r.status, json.loads(r.data)
-        if self.kind == "httpx":
-            r = self.client.get(u, timeout=10)
-            return r.status_code, r.json()
-        r = self.loop.run_until_complete(self.client.get(u, timeout=10))
-        return r.status_code, r.json()
-
-    def get(self, u):
-        try:
-            status, body = self._get(u)
-            return {"status": status, "body": body}
-        except Exception as exc:
-            cause = _cause(exc)
-            return {"error": type(exc).__name__, "message": str(exc),
-                    "cause": type(cause).__name__ if cause is not None else None,
-                    "cause_message": str(cause) if cause is not None else None}
-
-    def close(self):
-        if self.kind == "requests":
-            self.session.close()
-        elif self.kind == "urllib3":
-            self.pool.clear()
-        elif self.kind == "httpx":
-            self.client.close()
-        else:
-            self.loop.run_until_complete(self.client.aclose())
-            self.loop.close()
-"""
-
-
-def run(lab: HttpsLab, code: str, env: dict[str, str] | None = None, **names: Any) -> Any:
-    """``CLIENTS`` + ``code`` inside the pod, with ``names`` as globals of the snippet."""
-    assignments = "".join(f"{k} = {v!r}\n" for k, v in names.items())
-    return lab.run_client(CLIENTS + assignments + code, env=env, timeout=60)
+def run(lab: HttpsLab, scenario: str, env: dict[str, str] | None = None, **args: Any) -> Any:
+    """The ``scenario`` of ``integrations/clients/http_adapters.py`` inside the pod."""
+    return lab.run_client("http_adapters", {"scenario": scenario, **args}, env=env, timeout=60)
 
 
 def assert_verified_for(result: dict[str, Any], alias: str, port: int) -> None:
@@ -138,17 +66,10 @@ def assert_log_matches(lab: HttpsLab, entries: Sequence[dict[str, Any]]) -> None
 
 N_REQUESTS = 5
 
-KEEP_ALIVE = """
-client = Client(KIND)
-results = [client.get(url(PAYMENT_API, "/r/%d" % i)) for i in range(N)]
-client.close()
-emit(results)
-"""
-
 
 @pytest.mark.parametrize("kind", ADAPTERS)
 def test_alias_verifies_and_keeps_its_connection(https_clean: HttpsLab, kind: str) -> None:
-    results = run(https_clean, KEEP_ALIVE, KIND=kind, N=N_REQUESTS)
+    results = run(https_clean, "keep_alive", kind=kind, n=N_REQUESTS)
     for result in results:
         assert_verified_for(result, "payment-api", https_clean.port)
     bodies = [r["body"] for r in results]
@@ -169,20 +90,13 @@ def test_alias_verifies_and_keeps_its_connection(https_clean: HttpsLab, kind: st
 # Two aliases, one address, two TLS names (httpcore keys pools by scheme/host/port only)
 # --------------------------------------------------------------------------------------------
 
-ALTERNATE = """
-client = Client(KIND)
-results = [client.get(url(name)) for _ in range(N) for name in (PAYMENT_API, SECOND_API)]
-client.close()
-emit(results)
-"""
-
 
 @pytest.mark.parametrize("kind", ADAPTERS)
 def test_two_aliases_on_one_address_are_each_verified_for_their_own_name(
     https_clean: HttpsLab, kind: str
 ) -> None:
     rounds = 3
-    results = run(https_clean, ALTERNATE, KIND=kind, N=rounds)
+    results = run(https_clean, "alternate", kind=kind, n=rounds)
     expected = ["payment-api", "second-api"] * rounds
     for result, alias in zip(results, expected, strict=True):
         assert_verified_for(result, alias, https_clean.port)
@@ -197,36 +111,10 @@ def test_two_aliases_on_one_address_are_each_verified_for_their_own_name(
 # 32 threads, one requests session
 # --------------------------------------------------------------------------------------------
 
-THREADS = """
-import threading
-client = Client("requests", pool_maxsize=THREADS)
-barrier = threading.Barrier(THREADS)
-outcomes = [None] * TOTAL
-
-def work(first):
-    barrier.wait()
-    for i in range(first, TOTAL, THREADS):
-        alias = (PAYMENT_API, SECOND_API)[i % 2]
-        r = client.get(url(alias, "/t/%d" % i))
-        body = r.get("body") or {}
-        outcomes[i] = [alias, r.get("status"), body.get("sni"), body.get("host"),
-                       body.get("server"), r.get("error"), r.get("message")]
-
-t0 = time.monotonic()
-threads = [threading.Thread(target=work, args=(n,)) for n in range(THREADS)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-elapsed = time.monotonic() - t0
-client.close()
-emit({"outcomes": outcomes, "elapsed": elapsed})
-"""
-
 
 def test_32_threads_share_one_session(https_clean: HttpsLab) -> None:
     threads, total = 32, 2000
-    out = run(https_clean, THREADS, THREADS=threads, TOTAL=total)
+    out = run(https_clean, "threads", threads=threads, total=total)
     outcomes = out["outcomes"]
     assert len(outcomes) == total and None not in outcomes
     errors = [o for o in outcomes if o[5] is not None]
@@ -248,67 +136,31 @@ def test_32_threads_share_one_session(https_clean: HttpsLab) -> None:
 # ExternalName -> ClusterIP while a client keeps sending
 # --------------------------------------------------------------------------------------------
 
-#: Loops over every adapter, one request each per round, and prints one JSON line per request
-#: until every adapter has reached the in-cluster service for SETTLE rounds (or DEADLINE).
-SWITCH_LOOP = """
-clients = {kind: Client(kind) for kind in KINDS}
-def round_():
-    for kind, client in clients.items():
-        r = client.get(url(PAYMENT_API))
-        body = r.get("body") or {}
-        line = {"kind": kind, "at": time.time(), "status": r.get("status"),
-                "server": body.get("server"), "sni": body.get("sni"), "host": body.get("host"),
-                "server_addr": body.get("server_addr"), "error": r.get("message")}
-        print(json.dumps(line), flush=True)
-        yield line
-first = list(round_())
-print(json.dumps({"ready": first}), flush=True)
-start = time.monotonic()
-settled = 0
-while settled < SETTLE and time.monotonic() - start < DEADLINE:
-    time.sleep(INTERVAL)
-    lines = list(round_())
-    settled = settled + 1 if all(l["server"] == CLUSTER_VHOST for l in lines) else 0
-for client in clients.values():
-    client.close()
-print(json.dumps({"done": settled >= SETTLE}), flush=True)
-"""
-
 
 def test_externalname_to_clusterip_switch_is_followed_without_restart(
     pod: PodLab, https_clean: HttpsLab
 ) -> None:
     margin = 1.5
-    source = https_clean.client_preamble() + CLIENTS
-    source += f"KINDS = {list(ADAPTERS)!r}\nSETTLE = 3\nDEADLINE = 20\nINTERVAL = 0.1\n"
-    child = pod.popen(
-        [sys.executable, "-c", source + SWITCH_LOOP],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
+    args = {
+        "scenario": "switch_loop",
+        "kinds": list(ADAPTERS),
+        "settle": 3,
+        "deadline": 20,
+        "interval": 0.1,
+        "cluster_vhost": H.CLUSTER_VHOST,
+    }
+    with https_clean.start_client("http_adapters", args) as child:
         lines = []
-        while True:
-            line = child.stdout.readline()
-            if not line:
-                _, err = child.communicate(timeout=10)
-                pytest.fail(f"the client exited before it was ready:\n{err}")
-            if line.startswith('{"ready"'):
-                break
-            lines.append(json.loads(line))
+        while "ready" not in (line := child.read()):
+            lines.append(line)
         # The migration: payment-api becomes a ClusterIP service, served by its own vhost.
         pod.set_a(L.PAYMENT_API, H.PAYMENT_API_CLUSTER_IP)
         updated = time.time()
-        out, err = child.communicate(timeout=40)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.communicate()
-    assert child.returncode == 0, err
-    *more, last = [json.loads(line) for line in out.splitlines() if line.strip()]
+        more = []
+        while "done" not in (line := child.read(timeout=40)):
+            more.append(line)
+        last = line
+        assert child.process.wait(10) == 0, child.stderr()
     lines += more
     assert last == {"done": True}, f"the switch was not followed by every adapter:\n{lines[-8:]}"
 
@@ -335,20 +187,6 @@ def test_externalname_to_clusterip_switch_is_followed_without_restart(
 # --------------------------------------------------------------------------------------------
 # Resolution failures: the client's own connection error, with the kubealias message
 # --------------------------------------------------------------------------------------------
-
-#: One request per adapter, each with a fresh resolver (Resolver() reads the environment and
-#: the pod's resolv.conf exactly as the default one does), so each pays its own resolution.
-FAILING = """
-out = {}
-for kind in KINDS:
-    client = Client(kind, resolver=kubealias.Resolver())
-    t0 = time.monotonic()
-    r = client.get(url(PAYMENT_API))
-    r["took"] = time.monotonic() - t0
-    client.close()
-    out[kind] = r
-emit(out)
-"""
 
 CLIENT_ERRORS = {
     "requests": "ConnectionError",
@@ -382,7 +220,7 @@ def test_failed_resolution_is_the_clients_connection_error(
         pod.pause_named("full")
     else:
         pod.stop_named("full")
-    results = run(https_clean, FAILING, env, KINDS=list(ADAPTERS))
+    results = run(https_clean, "failing", env, kinds=list(ADAPTERS))
     for kind, result in results.items():
         assert result.get("error") == CLIENT_ERRORS[kind], (kind, result)
         assert result["cause"] == kubealias_error, (kind, result)
@@ -401,18 +239,13 @@ def test_failed_resolution_is_the_clients_connection_error(
 # HTTPS_PROXY / NO_PROXY
 # --------------------------------------------------------------------------------------------
 
-PROXIED = """
-client = Client("requests")
-emit([client.get(url(PAYMENT_API, "/p/%d" % i)) for i in range(2)])
-"""
-
 
 def test_proxy_is_asked_for_the_tls_name_and_no_proxy_matches_the_alias(
     https_clean: HttpsLab,
 ) -> None:
     proxy = https_clean.start_proxy()
     port = https_clean.port
-    results = run(https_clean, PROXIED, {"HTTPS_PROXY": proxy})
+    results = run(https_clean, "proxied", {"HTTPS_PROXY": proxy})
     for result in results:
         assert_verified_for(result, "payment-api", port)
     # The CONNECT names the TLS name (the proxy resolves it), once: the tunnel is reused.
@@ -425,7 +258,7 @@ def test_proxy_is_asked_for_the_tls_name_and_no_proxy_matches_the_alias(
 
     https_clean.clear_logs()
     env = {"HTTPS_PROXY": proxy, "NO_PROXY": "payment-api"}
-    for result in run(https_clean, PROXIED, env):
+    for result in run(https_clean, "proxied", env):
         assert_verified_for(result, "payment-api", port)
     # NO_PROXY matched the name the application used: straight to the origin.
     assert https_clean.proxy_log() == []

@@ -24,25 +24,15 @@ pytestmark = pytest.mark.pod
 
 EXTERNAL_NAMES = [L.PAYMENT_API_TARGET, L.SECOND_API_TARGET]
 
-#: requests to URL (a global of the snippet) with VERIFY; one JSON line: outcome and resolution.
-REQUESTS_GET = """
-import socket
-import requests
-addresses = sorted({i[4][0] for i in socket.getaddrinfo(HOST, PORT, type=socket.SOCK_STREAM)})
-try:
-    r = requests.get(url(HOST), verify=VERIFY, timeout=5)
-    emit({"status": r.status_code, "body": r.json(), "addresses": addresses})
-except requests.exceptions.RequestException as exc:
-    emit({"error": type(exc).__name__, "message": str(exc), "addresses": addresses})
-"""
-
 
 def get(lab: HttpsLab, host: str, verify: str | bool | None = None) -> dict[str, Any]:
-    """``requests.get(https://host:PORT/, verify=...)`` inside the pod (default: the lab CA)."""
-    verify_src = "CAFILE" if verify is None else repr(verify)
-    code = f"HOST = {host!r}\nVERIFY = {verify_src}\n{REQUESTS_GET}"
-    result: dict[str, Any] = lab.run_client(code)
-    return result
+    """``requests.get(https://host:PORT/, verify=...)`` inside the pod (default: the lab CA),
+    with the addresses ``getaddrinfo`` gives for ``host``."""
+    choice = "ca" if verify is None else "wrong" if verify == lab.wrong_ca_file else verify
+    spec = {"name": host, "verify": choice, "timeout": 5, "addresses": True}
+    (result,) = lab.run_client("http_plain", [spec])
+    out: dict[str, Any] = result
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -69,13 +59,8 @@ def test_requests_without_verification_gets_421_from_the_default_server(
 ) -> None:
     # The workaround users fall back to (verify=False) still does not work: the SNI and Host
     # "payment-api" match no virtual host. Only this negative control turns verification off.
-    code = """
-    import requests, urllib3
-    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-    r = requests.get(url(PAYMENT_API), verify=False, timeout=5)
-    emit({"status": r.status_code, "body": r.json()})
-    """
-    result = https_clean.run_client(code)
+    spec = {"name": "payment-api", "verify": False, "timeout": 5}
+    (result,) = https_clean.run_client("http_plain", [spec])
     assert result["status"] == 421
     body = result["body"]
     assert body["server"] == H.DEFAULT_VHOST
@@ -91,16 +76,8 @@ def test_requests_without_verification_gets_421_from_the_default_server(
 
 
 def test_httpx_to_the_alias_fails_hostname_verification(https_clean: HttpsLab) -> None:
-    code = """
-    import ssl, httpx
-    context = ssl.create_default_context(cafile=CAFILE)
-    try:
-        r = httpx.get(url(PAYMENT_API), verify=context, timeout=5)
-        emit({"status": r.status_code})
-    except httpx.HTTPError as exc:
-        emit({"error": type(exc).__name__, "message": str(exc)})
-    """
-    result = https_clean.run_client(code)
+    spec = {"name": "payment-api", "client": "httpx", "timeout": 5}
+    (result,) = https_clean.run_client("http_plain", [spec])
     assert result.get("error") == "ConnectError", result
     assert "Hostname mismatch" in result["message"], result["message"]
     assert "'payment-api'" in result["message"], result["message"]
@@ -116,12 +93,8 @@ def test_the_lab_ca_is_needed(https_clean: HttpsLab) -> None:
 
 def test_sni_and_host_must_agree(https_clean: HttpsLab) -> None:
     # What an adapter that rewrote SNI but not the Host header would get (rewrite_host=False).
-    code = """
-    import requests
-    r = requests.get(url(PAYMENT_API_TARGET), verify=CAFILE, headers={"Host": PAYMENT_API})
-    emit({"status": r.status_code, "body": r.json()})
-    """
-    result = https_clean.run_client(code)
+    spec = {"name": L.PAYMENT_API_TARGET, "headers": {"Host": "payment-api"}}
+    (result,) = https_clean.run_client("http_plain", [spec])
     assert result["status"] == 421
     assert result["body"]["sni"] == L.PAYMENT_API_TARGET
     assert result["body"]["http_host"] == "payment-api"
@@ -153,26 +126,18 @@ def test_the_external_name_verifies_and_gets_its_vhost(https_clean: HttpsLab, na
 
 
 def test_httpx_to_the_external_name(https_clean: HttpsLab) -> None:
-    code = """
-    import ssl, httpx
-    context = ssl.create_default_context(cafile=CAFILE)
-    with httpx.Client(verify=context) as client:
-        bodies = [client.get(url(name)).json() for name in (PAYMENT_API_TARGET, SECOND_API_TARGET)]
-    emit(bodies)
-    """
-    bodies = https_clean.run_client(code)
+    specs = [{"name": n, "client": "httpx", "session": "one"} for n in EXTERNAL_NAMES]
+    bodies = [r["body"] for r in https_clean.run_client("http_plain", specs)]
     assert [(b["sni"], b["host"], b["server"]) for b in bodies] == [
         (n, n, n) for n in EXTERNAL_NAMES
     ]
 
 
 def test_plain_http_routes_by_host_header(https_clean: HttpsLab) -> None:
-    code = """
-    import requests
-    out = [requests.get(url(n, scheme="http")) for n in (PAYMENT_API_TARGET, PAYMENT_API)]
-    emit([[r.status_code, r.json()] for r in out])
-    """
-    (external, alias) = https_clean.run_client(code)
+    specs = [{"name": n, "scheme": "http"} for n in (L.PAYMENT_API_TARGET, "payment-api")]
+    (external, alias) = [
+        [r["status"], r["body"]] for r in https_clean.run_client("http_plain", specs)
+    ]
     assert external[0] == 200
     assert external[1]["server"] == external[1]["host"] == L.PAYMENT_API_TARGET
     assert external[1]["scheme"] == "http"
@@ -207,16 +172,11 @@ def test_after_the_switch_to_a_cluster_ip_the_plain_client_works(
 
 def test_keep_alive_requests_share_one_handshake(https_clean: HttpsLab) -> None:
     n = 5
-    code = f"""
-    import requests
-    with requests.Session() as s:
-        bodies = [s.get(url(PAYMENT_API_TARGET, "/r/%d" % i), verify=CAFILE).json()
-                  for i in range({n})]
-    with requests.Session() as s:
-        bodies.append(s.get(url(SECOND_API_TARGET), verify=CAFILE).json())
-    emit(bodies)
-    """
-    bodies = https_clean.run_client(code)
+    specs = [
+        {"name": L.PAYMENT_API_TARGET, "path": f"/r/{i}", "session": "first"} for i in range(n)
+    ]
+    specs.append({"name": L.SECOND_API_TARGET, "session": "second"})
+    bodies = [r["body"] for r in https_clean.run_client("http_plain", specs)]
     assert [b["requests"] for b in bodies[:n]] == [str(i) for i in range(1, n + 1)]
     assert len({b["connection"] for b in bodies[:n]}) == 1
     entries = https_clean.access_log(min_entries=n + 1)
@@ -234,25 +194,19 @@ def test_keep_alive_requests_share_one_handshake(https_clean: HttpsLab) -> None:
 
 
 def test_client_certificate_is_seen(https_clean: HttpsLab) -> None:
-    code = """
-    import requests
-    r = requests.get(url(PAYMENT_API_TARGET), verify=CAFILE, cert=(CLIENT_CERT, CLIENT_KEY))
-    plain = requests.get(url(PAYMENT_API_TARGET), verify=CAFILE)
-    emit([r.json()["client_verify"], plain.json()["client_verify"]])
-    """
-    assert https_clean.run_client(code) == ["SUCCESS", "NONE"]
+    specs = [{"name": L.PAYMENT_API_TARGET, "cert": True}, {"name": L.PAYMENT_API_TARGET}]
+    results = https_clean.run_client("http_plain", specs)
+    assert [r["body"]["client_verify"] for r in results] == ["SUCCESS", "NONE"]
 
 
 def test_stream_and_redirect_locations(https_clean: HttpsLab) -> None:
-    code = """
-    import hashlib, requests
-    with requests.get(url(PAYMENT_API_TARGET, "/stream"), verify=CAFILE, stream=True) as r:
-        digest = hashlib.sha256(b"".join(r.iter_content(4096))).hexdigest()
-    target = url(SECOND_API_TARGET, "/after")
-    r = requests.get(url(PAYMENT_API_TARGET, "/redirect?to=" + target), verify=CAFILE)
-    emit({"digest": digest, "history": [h.status_code for h in r.history], "body": r.json()})
-    """
-    result = https_clean.run_client(code)
+    target = https_clean.url(L.SECOND_API_TARGET, "/after")
+    specs = [
+        {"name": L.PAYMENT_API_TARGET, "path": "/stream", "stream": True},
+        {"name": L.PAYMENT_API_TARGET, "path": "/redirect?to=" + target},
+    ]
+    stream, redirect = https_clean.run_client("http_plain", specs)
+    result = {"digest": stream["digest"], "history": redirect["history"], "body": redirect["body"]}
     assert result["digest"] == hashlib.sha256(H.stream_body()).hexdigest()
     assert result["history"] == [302]
     assert result["body"]["server"] == L.SECOND_API_TARGET
@@ -261,13 +215,9 @@ def test_stream_and_redirect_locations(https_clean: HttpsLab) -> None:
 
 def test_proxy_logs_connect_targets_and_resolves_in_the_pod(https_clean: HttpsLab) -> None:
     proxy = https_clean.start_proxy()
-    code = """
-    import requests
-    https = requests.get(url(PAYMENT_API_TARGET), verify=CAFILE).json()
-    http = requests.get(url(SECOND_API_TARGET, scheme="http")).json()
-    emit([https, http])
-    """
-    https, http = https_clean.run_client(code, env={"HTTPS_PROXY": proxy, "HTTP_PROXY": proxy})
+    specs = [{"name": L.PAYMENT_API_TARGET}, {"name": L.SECOND_API_TARGET, "scheme": "http"}]
+    env = {"HTTPS_PROXY": proxy, "HTTP_PROXY": proxy}
+    https, http = [r["body"] for r in https_clean.run_client("http_plain", specs, env=env)]
     assert https["server"] == https["sni"] == L.PAYMENT_API_TARGET
     assert http["server"] == L.SECOND_API_TARGET
     assert https_clean.proxy_targets() == [f"{L.PAYMENT_API_TARGET}:{https_clean.port}"]
@@ -281,14 +231,10 @@ def test_proxy_logs_connect_targets_and_resolves_in_the_pod(https_clean: HttpsLa
 def test_proxy_answers_502_for_a_name_it_cannot_resolve(https_clean: HttpsLab) -> None:
     proxy = https_clean.start_proxy()
     assert https_clean.start_proxy() == proxy  # already running: same proxy
-    code = """
-    import requests
-    try:
-        requests.get(url("nowhere.example.test"), verify=CAFILE, timeout=5)
-    except requests.exceptions.ProxyError as exc:
-        emit(str(exc))
-    """
-    message = https_clean.run_client(code, env={"HTTPS_PROXY": proxy})
+    spec = {"name": "nowhere.example.test", "timeout": 5}
+    (result,) = https_clean.run_client("http_plain", [spec], env={"HTTPS_PROXY": proxy})
+    assert result.get("error") == "ProxyError", result
+    message = result["message"]
     assert "502" in message
     (request, result) = https_clean.proxy_log()
     assert request["target"] == f"nowhere.example.test:{https_clean.port}"
@@ -296,13 +242,13 @@ def test_proxy_answers_502_for_a_name_it_cannot_resolve(https_clean: HttpsLab) -
 
 
 def test_restart_keeps_the_ports_and_counts_connections_apart(https_clean: HttpsLab) -> None:
-    code = "import requests; emit(requests.get(url(PAYMENT_API_TARGET), verify=CAFILE).json())"
+    specs = [{"name": L.PAYMENT_API_TARGET}]
     port = https_clean.port
-    https_clean.run_client(code)
+    https_clean.run_client("http_plain", specs)
     https_clean.restart()
     assert https_clean.running()
     assert https_clean.port == port
-    https_clean.run_client(code)
+    https_clean.run_client("http_plain", specs)
     # $connection restarts at 1 after a restart; the worker pid tells the two apart.
     assert https_clean.handshakes() == 2
 
@@ -320,10 +266,9 @@ def test_failed_start_names_nginx_error_and_stop_leaves_nothing(pod: PodLab) -> 
     lab.stop()  # idempotent
     assert not lab_dir.exists()
     assert not os.path.exists(f"/proc/{master}")
-    refused = pod.python(
-        f"import socket; socket.create_connection(({L.PAYMENT_API_IP!r}, {lab.port}), timeout=1)"
-    )
-    assert "ConnectionRefusedError" in refused.stderr
+    with pytest.raises(LabError) as refused:
+        pod.run_module("integrations.clients.tcp_connect", [L.PAYMENT_API_IP, lab.port])
+    assert "ConnectionRefusedError" in str(refused.value)
 
     broken = HttpsLab(pod)
     broken.workers = -1  # nginx refuses "worker_processes -1"
@@ -344,4 +289,4 @@ def test_nothing_of_the_lab_runs_outside_the_namespace(https_lab: HttpsLab, pod:
     directives = [fields for fields in lines if fields and fields[0] in words]
     assert len(directives) == len(words)
     assert all(d[1].startswith(f"{https_lab.dir}/") for d in directives), directives
-    assert all(v is None or isinstance(v, (str, int)) for v in https_lab.client_globals().values())
+    assert all(v is None or isinstance(v, (str, int)) for v in https_lab.client_config().values())

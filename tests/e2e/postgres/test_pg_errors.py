@@ -24,47 +24,17 @@ pytestmark = pytest.mark.pod
 #: KUBEALIAS_TIMEOUT's default: one whole resolution, in seconds.
 DEFAULT_TIMEOUT = 2.0
 
-#: ``outcome(call)``: run a zero-argument callable (its result may be awaitable) and report
-#: the outcome with everything a leak could hide in. ``CALL`` (if defined) is run and emitted.
-FAILURE = """
-import asyncio, inspect, logging, time, traceback
-import psycopg, kubealias, kubealias.psycopg
-from kubealias.psycopg import AsyncConnection, Connection
 
-logs = capture_logs()
-
-def outcome(call):
-    del logs[:]
-    start = time.monotonic()
-    try:
-        value = call()
-        if inspect.isawaitable(value):
-            value = asyncio.run(value)
-        out = {"ok": repr(value)}
-    except Exception as exc:
-        out = {
-            "error": type(exc).__name__,
-            "message": str(exc),
-            "chain": [type(e).__module__ + "." + type(e).__name__ for e in exception_chain(exc)],
-            "kubealias_cause": isinstance(exc.__cause__, kubealias.KubeAliasError),
-            "texts": exception_texts(exc) + traceback.format_exception(exc),
-        }
-    out["elapsed"] = time.monotonic() - start
-    out["logs"] = list(logs)
-    return out
-
-if "CALL" in globals():
-    emit(outcome(CALL))
-"""
-
-
-def run_failure(lab: PgLab, call: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run ``call`` (Python source of a callable) inside the pod; assert it failed and leaked
-    nothing; return the outcome."""
-    out: dict[str, Any] = lab.run_client(f"CALL = {call}\n{FAILURE}", env=env)
+def run_failure(
+    lab: PgLab, call: dict[str, Any], env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Run one call of ``integrations/clients/pg_failures.py`` inside the pod; assert it failed
+    and leaked nothing; return the outcome."""
+    (out,) = lab.run_client("pg_failures", [call], env=env)
     assert "error" in out, out
     assert_no_leak(lab, out)
-    return out
+    result: dict[str, Any] = out
+    return result
 
 
 def assert_no_leak(lab: PgLab, out: dict[str, Any]) -> None:
@@ -79,28 +49,23 @@ MALFORMED = {
     "bad-uri": "postgresql://app:{pw}@[database/app",  # libpq quotes the whole URI
     "bad-option": "host=database password={pw} bogus_option=1",
 }
-ENTRIES = {
-    "connect": "lambda: kubealias.psycopg.connect({!r})",
-    "rewrite_conninfo": "lambda: kubealias.psycopg.rewrite_conninfo({!r})",
-    "Connection": "lambda: Connection.connect({!r})",
-    "AsyncConnection": "lambda: AsyncConnection.connect({!r})",
-}
+#: The entry points of ``pg_failures`` that take a conninfo string.
+ENTRIES = ["connect", "rewrite_conninfo", "Connection", "AsyncConnection"]
 
 
 @pytest.fixture(scope="module")
 def malformed(pg_lab: PgLab) -> dict[tuple[str, str], Any]:
     """Every malformed conninfo through every entry point, in one process inside the pod."""
-    calls = "".join(
-        f"OUT[{(entry, label)!r}] = outcome({call.format(template.format(pw=pg_lab.password))})\n"
-        for label, template in MALFORMED.items()
-        for entry, call in ENTRIES.items()
-    )
-    code = f"{FAILURE}\nOUT = {{}}\n{calls}emit([[list(k), v] for k, v in OUT.items()])\n"
-    return {(entry, label): value for (entry, label), value in pg_lab.run_client(code)}
+    keys = [(entry, label) for label in MALFORMED for entry in ENTRIES]
+    calls = [
+        {"entry": entry, "conninfo": MALFORMED[label].format(pw=pg_lab.password)}
+        for entry, label in keys
+    ]
+    return dict(zip(keys, pg_lab.run_client("pg_failures", calls), strict=True))
 
 
 @pytest.mark.parametrize("label", list(MALFORMED))
-@pytest.mark.parametrize("entry", list(ENTRIES))
+@pytest.mark.parametrize("entry", ENTRIES)
 def test_malformed_conninfo(
     malformed: dict[tuple[str, str], Any], pg_lab: PgLab, label: str, entry: str
 ) -> None:
@@ -115,28 +80,16 @@ def test_malformed_conninfo_control_leaks_without_kubealias(pg_clean: PgLab) -> 
     """The control: psycopg's own message quotes the password (so the test above means
     something)."""
     conninfo = f"host=database password:{pg_clean.password}"
-    out = pg_clean.run_client(f"CALL = lambda: psycopg.connect({conninfo!r})\n{FAILURE}")
+    (out,) = pg_clean.run_client(
+        "pg_failures", [{"entry": "psycopg.connect", "conninfo": conninfo}]
+    )
     assert pg_clean.password in out["message"], out
-
-
-POOL = """
-import psycopg_pool
-from kubealias.psycopg import Connection
-pool = psycopg_pool.ConnectionPool(CONNINFO, connection_class=Connection, min_size=1,
-                                   open=True, reconnect_timeout=0.5)
-def attempt():
-    try:
-        pool.wait(timeout=1.0)
-    finally:
-        pool.close()
-"""
 
 
 def test_malformed_conninfo_in_a_pool_logs_no_password(pg_clean: PgLab) -> None:
     """A pool's workers log each failed attempt (WARNING "error connecting"): redacted too."""
     conninfo = f"host=database password:{pg_clean.password}"
-    code = f"CONNINFO = {conninfo!r}\n{POOL}\nCALL = attempt\n{FAILURE}"
-    out = pg_clean.run_client(code)
+    (out,) = pg_clean.run_client("pg_failures", [{"entry": "pool", "conninfo": conninfo}])
     assert out["error"] == "PoolTimeout", out
     assert any("error connecting" in record for record in out["logs"]), out["logs"]
     assert_no_leak(pg_clean, out)
@@ -145,9 +98,7 @@ def test_malformed_conninfo_in_a_pool_logs_no_password(pg_clean: PgLab) -> None:
 def test_unknown_service_passes_through_to_the_system_resolver(pg_clean: PgLab) -> None:
     """A service that does not exist is not an alias: nothing rewritten, and the error is
     psycopg's own (the system resolver's NXDOMAIN), quickly, with no kubealias error."""
-    out = run_failure(
-        pg_clean, 'lambda: kubealias.psycopg.connect(**kwargs("nosuchservice", password=PASSWORD))'
-    )
+    out = run_failure(pg_clean, {"entry": "connect", "host": "nosuchservice"})
     assert out["error"] == "OperationalError", out
     assert "nosuchservice" in out["message"], out
     assert "Name or service not known" in out["message"], out
@@ -157,7 +108,7 @@ def test_unknown_service_passes_through_to_the_system_resolver(pg_clean: PgLab) 
 
 def test_wrong_password(pg_clean: PgLab) -> None:
     wrong = pg_clean.password + "-wrong"
-    out = run_failure(pg_clean, f'lambda: kubealias.psycopg.connect(**kwargs(password="{wrong}"))')
+    out = run_failure(pg_clean, {"entry": "connect", "overrides": {"password": wrong}})
     assert out["error"] == "OperationalError", out
     assert 'password authentication failed for user "app"' in out["message"], out
     assert all(wrong not in text for text in out["texts"] + out["logs"])
@@ -169,7 +120,7 @@ def test_wrong_password(pg_clean: PgLab) -> None:
 def test_server_down(pg_clean: PgLab) -> None:
     pg_clean.stop_instance(P.EXTERNAL)
     try:
-        out = run_failure(pg_clean, "lambda: kubealias.psycopg.connect(**kwargs())")
+        out = run_failure(pg_clean, {"entry": "connect"})
     finally:
         pg_clean.start_instance(P.EXTERNAL)
     assert out["error"] == "OperationalError", out
@@ -178,34 +129,11 @@ def test_server_down(pg_clean: PgLab) -> None:
     assert "Connection refused" in out["message"], out
 
 
-STALE = """
-import time, traceback
-import psycopg, kubealias, kubealias.psycopg
-
-logs = capture_logs()
-with kubealias.psycopg.connect(**kwargs()) as conn:
-    emit({"warm": describe(conn)})
-input()  # the test freezes the pod's DNS server
-time.sleep(WAIT)  # the cached answer (TTL 1) has expired
-start = time.monotonic()
-out = {}
-try:
-    with kubealias.psycopg.connect(**kwargs()) as conn:
-        out["connected"] = describe(conn)
-except Exception as exc:
-    out.update(error=str(exc), texts=exception_texts(exc) + traceback.format_exception(exc))
-out["elapsed"] = time.monotonic() - start
-out["resolution"] = kubealias.resolve("database").to_dict()
-out["logs"] = list(logs)
-emit(out)
-"""
-
-
 def test_dns_down_with_a_stale_entry_still_connects(pod: PodLab, pg_clean: PgLab) -> None:
     """A long-running process whose cached answer has expired keeps connecting while the
     cluster DNS does not answer (serve-stale, RFC 8767)."""
     pod.set_cname(L.DATABASE, L.DATABASE_TARGET, ttl=1)
-    with pg_clean.start_client(f"WAIT = 1.3\n{STALE}") as client:
+    with pg_clean.start_client("pg_stale", 1.3) as client:
         warm = client.read()
         assert warm["warm"]["server"] == P.EXTERNAL, warm
         pod.pause_named("full")
@@ -224,7 +152,7 @@ def test_dns_down_without_a_cache_is_a_clear_error(pod: PodLab, pg_clean: PgLab)
     """No answer and nothing cached: psycopg.OperationalError caused by the kubealias error,
     naming the service and the reason, within KUBEALIAS_TIMEOUT (default 2 s)."""
     pod.pause_named("full")
-    out = run_failure(pg_clean, "lambda: kubealias.psycopg.connect(**kwargs())")
+    out = run_failure(pg_clean, {"entry": "connect"})
     assert out["error"] == "OperationalError", out
     assert out["kubealias_cause"] is True, out
     assert "database" in out["message"], out
@@ -236,7 +164,7 @@ def test_dns_down_without_a_cache_is_a_clear_error(pod: PodLab, pg_clean: PgLab)
 
 def test_dns_down_without_a_cache_async(pod: PodLab, pg_clean: PgLab) -> None:
     pod.pause_named("full")
-    out = run_failure(pg_clean, "lambda: AsyncConnection.connect(**kwargs())")
+    out = run_failure(pg_clean, {"entry": "AsyncConnection"})
     assert out["error"] == "OperationalError", out
     assert out["kubealias_cause"] is True, out
     assert out["elapsed"] < DEFAULT_TIMEOUT + 1.5, out

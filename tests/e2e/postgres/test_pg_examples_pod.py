@@ -63,11 +63,12 @@ def test_psycopg_app(pg_clean: PgLab, host: str | None) -> None:
     assert conn.ssl
 
 
-def test_psycopg_app_with_the_import_changed_back_fails(pg_clean: PgLab) -> None:
+def test_psycopg_app_with_the_import_changed_back_fails(pg_clean: PgLab, tmp_path: Path) -> None:
     source = (EXAMPLES / "psycopg_app.py").read_text()
     assert source.count(KUBEALIAS_IMPORT) == 1
-    unchanged = source.replace(KUBEALIAS_IMPORT, "import psycopg")
-    result = run(pg_clean, ["-c", unchanged], None)
+    unchanged = tmp_path / "psycopg_app.py"
+    unchanged.write_text(source.replace(KUBEALIAS_IMPORT, "import psycopg"))
+    result = run(pg_clean, [str(unchanged)], None)
     assert result.returncode == 1, result
     assert (
         f'server certificate for "{L.POSTGRES_TARGET}" does not match host name "postgres"'

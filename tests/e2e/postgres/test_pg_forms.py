@@ -16,40 +16,9 @@ from psycopg.conninfo import conninfo_to_dict
 
 from integrations.pod import lab as L
 from integrations.postgres import lab as P
-from integrations.postgres.lab import PgLab
+from integrations.postgres.lab import PgLab, described
 
 pytestmark = pytest.mark.pod
-
-#: For each case ``(label, conninfo, kwargs, connect)``: the rewrite, whether it is exactly the
-#: input, and (``connect``) what ``kubealias.psycopg.connect`` reached or the error.
-FORMS = """
-import psycopg, kubealias.psycopg
-from psycopg.conninfo import make_conninfo
-out = {}
-for label, info, kw, connect in CASES:
-    rewritten = kubealias.psycopg.rewrite_conninfo(info, **kw)
-    result = {"rewritten": rewritten, "unchanged": rewritten == make_conninfo(info, **kw)}
-    if connect:
-        try:
-            with kubealias.psycopg.connect(info, **kw) as conn:
-                result["connected"] = describe(conn)
-        except psycopg.OperationalError as exc:
-            result["error"] = str(exc)
-    out[label] = result
-emit(out)
-"""
-
-
-def described(server: str, host: str, address: str, port: int, ssl: bool = True) -> dict[str, Any]:
-    return {
-        "server": server,
-        "ssl": ssl,
-        "tls_version": "TLSv1.3" if ssl else None,
-        "server_addr": address,
-        "host": host,
-        "hostaddr": address,
-        "port": port,
-    }
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +27,7 @@ def forms(pg_lab: PgLab) -> dict[str, Any]:
     pg_lab.pod.ensure_running()
     pg_lab.pod.reset_records()
     pg_lab.ensure_running()
-    out: dict[str, Any] = pg_lab.run_client(f"CASES = {cases(pg_lab)!r}\n{FORMS}")
+    out: dict[str, Any] = pg_lab.run_client("pg_forms", cases(pg_lab))
     return out
 
 
@@ -172,23 +141,6 @@ def test_ip_literal_and_names_that_are_not_aliases(forms: dict[str, Any], pg_lab
     assert forms["no-host"]["unchanged"] is True
 
 
-ENV_FORM = """
-import psycopg, kubealias.psycopg
-out = {"rewritten": kubealias.psycopg.rewrite_conninfo("")}
-try:
-    psycopg.connect("")
-except psycopg.OperationalError as exc:
-    out["plain"] = str(exc)
-if CONNECT:
-    try:
-        with kubealias.psycopg.connect("") as conn:
-            out["connected"] = describe(conn)
-    except psycopg.OperationalError as exc:
-        out["error"] = str(exc)
-emit(out)
-"""
-
-
 def pg_env(lab: PgLab, **extra: str) -> dict[str, str]:
     return {
         "PGHOST": "database",
@@ -204,7 +156,7 @@ def pg_env(lab: PgLab, **extra: str) -> dict[str, str]:
 
 def test_pghost_environment(pg_clean: PgLab) -> None:
     """``PGHOST=database`` and an empty conninfo: rewritten as libpq would read it."""
-    out = pg_clean.run_client(f"CONNECT = True\n{ENV_FORM}", env=pg_env(pg_clean))
+    out = pg_clean.run_client("pg_env_form", True, env=pg_env(pg_clean))
     got = conninfo_to_dict(out["rewritten"])
     assert (got["host"], got["hostaddr"]) == (L.DATABASE_TARGET, L.DATABASE_IP), got
     assert "password" not in got  # PGPASSWORD stays in the environment, for libpq
@@ -217,5 +169,5 @@ def test_pghost_environment(pg_clean: PgLab) -> None:
 def test_pghostaddr_environment_is_honoured(pg_clean: PgLab) -> None:
     """``PGHOSTADDR`` given: libpq uses it for ``database``, so nothing is rewritten."""
     env = pg_env(pg_clean, PGHOSTADDR=L.DATABASE_IP)
-    out = pg_clean.run_client(f"CONNECT = False\n{ENV_FORM}", env=env)
+    out = pg_clean.run_client("pg_env_form", False, env=env)
     assert out["rewritten"] == "", out

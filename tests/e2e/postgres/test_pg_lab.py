@@ -18,33 +18,8 @@ from integrations.postgres.lab import PgLab
 
 pytestmark = pytest.mark.pod
 
-#: The article's app.py as written, but for psycopg 3 (psycopg2 is not installed; psycopg 3's
-#: connect takes the same keyword arguments and goes through the same libpq). The TLS settings
-#: come from libpq's environment (PGSSLMODE, PGSSLROOTCERT), as a deployment would set them.
-ARTICLE_APP = """
-# app.py
-# Database connection uses the Kubernetes service name
-# No cloud provider-specific hostnames in application code
-import os
-import psycopg
-
-# Same connection string works in any environment
-DATABASE_HOST = os.getenv("DATABASE_HOST", "postgres")
-DATABASE_PORT = os.getenv("DATABASE_PORT", "5432")
-DATABASE_NAME = os.getenv("DATABASE_NAME", "myapp")
-
-try:
-    connection = psycopg.connect(
-        host=DATABASE_HOST,
-        port=DATABASE_PORT,
-        dbname=DATABASE_NAME,
-        user=os.getenv("DATABASE_USER"),
-        password=os.getenv("DATABASE_PASSWORD"),
-    )
-    emit({"connected": describe(connection)})
-except psycopg.OperationalError as exc:
-    emit({"error": type(exc).__name__, "message": str(exc)})
-"""
+#: The article's app.py as written, for psycopg 3 (``integrations/clients/pg_article_app.py``).
+ARTICLE_APP = "pg_article_app"
 
 
 def app_env(lab: PgLab, host: str | None, **extra: str) -> dict[str, str]:
@@ -94,44 +69,13 @@ def test_article_app_without_verification_reaches_the_server(pg_clean: PgLab) ->
     assert result["connected"]["ssl"] is True, result
 
 
-LAB_CHECKS = """
-import psycopg
-out = {}
-for name, host in TARGETS:
-    try:
-        with psycopg.connect(**kwargs(host)) as conn:
-            out[name] = describe(conn)
-    except psycopg.OperationalError as exc:
-        out[name] = {"error": str(exc)}
-# No TLS: pg_hba.conf rejects every non-TLS TCP connection.
-try:
-    psycopg.connect(**kwargs(DATABASE_TARGET, sslmode="disable"))
-    out["no-tls"] = "connected"
-except psycopg.OperationalError as exc:
-    out["no-tls"] = str(exc)
-# The provider's own CNAME hop (the chain's last name) is not on the certificate.
-try:
-    psycopg.connect(**kwargs(LAST_HOP))
-    out["last-hop"] = "connected"
-except psycopg.OperationalError as exc:
-    out["last-hop"] = str(exc)
-# Another CA did not sign the lab's certificates.
-try:
-    psycopg.connect(**kwargs(DATABASE_TARGET, sslrootcert=WRONG_CAFILE))
-    out["wrong-ca"] = "connected"
-except psycopg.OperationalError as exc:
-    out["wrong-ca"] = str(exc)
-emit(out)
-"""
-
-
 def test_each_server_has_its_own_name_address_and_certificate(pg_clean: PgLab) -> None:
     targets = [
         (P.EXTERNAL, L.DATABASE_TARGET),
         (P.PROD_DB, L.POSTGRES_TARGET),
     ]
-    code = f"TARGETS = {targets!r}\nLAST_HOP = {L.DATABASE_HOST!r}\n{LAB_CHECKS}"
-    out: dict[str, Any] = pg_clean.run_client(code)
+    args = {"targets": targets, "last_hop": L.DATABASE_HOST, "database_target": L.DATABASE_TARGET}
+    out: dict[str, Any] = pg_clean.run_client("pg_lab_checks", args)
     for (name, target), address in zip(targets, (L.DATABASE_IP, L.POSTGRES_IP), strict=True):
         assert out[name] == {
             "server": name,
@@ -148,20 +92,18 @@ def test_each_server_has_its_own_name_address_and_certificate(pg_clean: PgLab) -
 
 
 def test_internal_server_certificate_is_for_the_in_cluster_names(pg_clean: PgLab) -> None:
-    code = (
-        "import psycopg\n"
-        f"emit([describe(psycopg.connect(**kwargs(n, hostaddr=DATABASE_CLUSTER_IP)))"
-        f" for n in {list(P.CLUSTER_NAMES)!r}])\n"
-    )
-    for name, out in zip(P.CLUSTER_NAMES, pg_clean.run_client(code), strict=True):
+    args = {
+        "hosts": list(P.CLUSTER_NAMES),
+        "overrides": {"hostaddr": L.DATABASE_CLUSTER_IP},
+        "client": "psycopg",
+    }
+    for name, out in zip(P.CLUSTER_NAMES, pg_clean.run_client("pg_describe", args), strict=True):
         assert (out["server"], out["ssl"], out["host"]) == (P.INTERNAL, True, name), out
         assert out["hostaddr"] == L.DATABASE_CLUSTER_IP, out
 
 
 def test_server_logs_record_tls_connections(pg_clean: PgLab) -> None:
-    pg_clean.run_client(
-        "import psycopg\npsycopg.connect(**kwargs(DATABASE_TARGET)).close()\nemit(True)\n"
-    )
+    pg_clean.run_client("pg_describe", {"hosts": [L.DATABASE_TARGET], "client": "psycopg"})
     (conn,) = pg_clean.authorized(P.EXTERNAL, min_entries=1)
     assert (conn.user, conn.database, conn.ssl, conn.protocol) == ("app", "app", True, "TLSv1.3")
     assert pg_clean.authorized(P.PROD_DB) == [] and pg_clean.authorized(P.INTERNAL) == []

@@ -19,14 +19,12 @@ same happens 5 s later.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from integrations.pod import lab as L
 from integrations.pod.lab import PodLab
 from integrations.postgres import lab as P
-from integrations.postgres.lab import PgLab
+from integrations.postgres.lab import PgLab, described
 
 pytestmark = pytest.mark.pod
 
@@ -35,86 +33,6 @@ TTL = 1
 ALLOWLIST_ADVICE = "kubealias WARNING kubealias verifies TLS against names learned from DNS"
 #: Seconds the client waits after the switch: the cached answer (TTL 1) has then expired.
 WAIT = TTL + 0.3
-
-SYNC_POOL = """
-import time
-import kubealias.psycopg
-from psycopg_pool import ConnectionPool
-
-logs = capture_logs()
-pool = ConnectionPool(conninfo("database"), connection_class=kubealias.psycopg.Connection,
-                      min_size=2, max_size=4, open=True, name="app",
-                      kwargs={"autocommit": True}, **POOL_KWARGS)
-pool.wait(timeout=15)
-
-def batch():
-    conns = [pool.getconn(timeout=15) for _ in range(2)]
-    try:
-        return [describe(c) for c in conns]
-    finally:
-        for c in conns:
-            pool.putconn(c)
-
-emit({"seen": batch()})
-input()  # the test switches the DNS
-time.sleep(WAIT)
-if MODE == "drain":
-    pool.drain()
-else:
-    pool.check()  # discards the connections older than max_lifetime, opens new ones
-seen = batch()
-emit({"seen": seen, "stats": pool.get_stats(),
-      "problems": [r for r in logs if " WARNING " in r or " ERROR " in r]})
-pool.close()
-"""
-
-ASYNC_POOL = """
-import asyncio
-import kubealias.psycopg
-from psycopg_pool import AsyncConnectionPool
-
-async def main():
-    logs = capture_logs()
-    pool = AsyncConnectionPool(conninfo("database"),
-                               connection_class=kubealias.psycopg.AsyncConnection,
-                               min_size=2, max_size=4, open=False, name="app",
-                               kwargs={"autocommit": True}, **POOL_KWARGS)
-    await pool.open(wait=True, timeout=15)
-
-    async def batch():
-        conns = [await pool.getconn(timeout=15) for _ in range(2)]
-        try:
-            return [await adescribe(c) for c in conns]
-        finally:
-            for c in conns:
-                await pool.putconn(c)
-
-    emit({"seen": await batch()})
-    await asyncio.to_thread(input)  # the test switches the DNS
-    await asyncio.sleep(WAIT)
-    if MODE == "drain":
-        await pool.drain()
-    else:
-        await pool.check()
-    seen = await batch()
-    emit({"seen": seen, "stats": pool.get_stats(),
-          "problems": [r for r in logs if " WARNING " in r or " ERROR " in r]})
-    await pool.close()
-
-asyncio.run(main())
-"""
-
-
-def described(server: str, host: str, address: str, port: int) -> dict[str, Any]:
-    return {
-        "server": server,
-        "ssl": True,
-        "tls_version": "TLSv1.3",
-        "server_addr": address,
-        "host": host,
-        "hostaddr": address,
-        "port": port,
-    }
 
 
 @pytest.mark.parametrize(
@@ -127,10 +45,8 @@ def test_pool_follows_externalname_to_clusterip(
 ) -> None:
     pod.set_cname(L.DATABASE, L.DATABASE_TARGET, ttl=TTL)
     pool_kwargs = {"max_lifetime": WAIT - 0.2} if mode == "max_lifetime" else {}
-    code = f"MODE = {mode!r}\nWAIT = {WAIT!r}\nPOOL_KWARGS = {pool_kwargs!r}\n" + (
-        SYNC_POOL if kind == "sync" else ASYNC_POOL
-    )
-    with pg_clean.start_client(code) as client:
+    args = {"kind": kind, "mode": mode, "wait": WAIT, "pool_kwargs": pool_kwargs}
+    with pg_clean.start_client("pg_pool", args) as client:
         phase1 = client.read()
         external = described(P.EXTERNAL, L.DATABASE_TARGET, L.DATABASE_IP, pg_clean.port)
         assert phase1["seen"] == [external, external], phase1
