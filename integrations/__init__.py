@@ -1,1 +1,1 @@
-"""Real servers for kubealias's end-to-end tests (see DESIGN.md, "Test environment")."""
+"""Real servers for kubealias's end-to-end tests (see docs/design.md, "Test environment")."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
 from ._report import print_resolution
+from .testing import article
 
 if TYPE_CHECKING:
     from ._resolver import Resolver
@@ -27,11 +28,13 @@ if TYPE_CHECKING:
 
 __all__ = ["DemoLab", "demo_lab", "run_demo"]
 
-EXTERNAL = "mydb.abc123.us-east-1.rds.amazonaws.com"
-PROVIDER = "ec2-127-0-0-1.compute-1.amazonaws.com"
-PAYMENT_API_EXTERNAL = "api.payments.example.test"
-POSTGRES_EXTERNAL = "prod-db.abc123.us-east-1.rds.amazonaws.com"
-REDIS = "redis.shared-infra.svc.cluster.local"
+# The article's names, from the one table the in-process DNS and the pod emulation read too;
+# every address of the demo is 127.0.0.1.
+EXTERNAL = article.external_name("database")
+PROVIDER = article.provider_host("127.0.0.1")
+PAYMENT_API_EXTERNAL = article.external_name("payment-api")
+POSTGRES_EXTERNAL = article.external_name("postgres")
+REDIS = article.external_name("shared-cache")
 #: The TLS names of the article's aliases: each is a virtual host with its own certificate.
 VHOSTS = (EXTERNAL, POSTGRES_EXTERNAL, PAYMENT_API_EXTERNAL, REDIS)
 #: The certificate any other SNI gets (a CDN-style default, valid for no alias name).

@@ -1,4 +1,4 @@
-"""Fixtures of the pod emulation (DESIGN.md, "Test environment"), shared by every test directory.
+"""Fixtures of the pod emulation (docs/design.md, "Test environment") for every test directory.
 
 Loaded from ``tests/conftest.py`` through ``pytest_plugins`` (psycopg's ``fix_*.py`` layout), so
 ``tests/e2e`` and ``tests/reliability`` use the **same** session labs: the pod, nginx and the

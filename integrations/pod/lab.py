@@ -1,4 +1,4 @@
-"""The pod emulation of DESIGN.md ("Test environment"): a network namespace that looks like a pod.
+"""The pod emulation (docs/design.md, "Test environment"): a network namespace like a pod.
 
 ``PodLab.start()`` makes a network namespace ``kapod-<random>`` whose ``/etc/resolv.conf`` (through
 ``/etc/netns/<name>/resolv.conf``, which ``ip netns exec`` bind-mounts) is exactly what the kubelet

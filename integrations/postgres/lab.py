@@ -274,7 +274,7 @@ def described(server: str, host: str, address: str, port: int) -> dict[str, Any]
 
 
 def find_bindir() -> Path | None:
-    """The directory of PostgreSQL's server binaries: 15 preferred (DESIGN.md), else the newest
+    """The directory of PostgreSQL's server binaries: 15 preferred (docs/design.md), else the newest
     ``/usr/lib/postgresql/*/bin``, else where ``postgres`` is on the PATH."""
     candidates = ["/usr/lib/postgresql/15/bin"]
     candidates += sorted(

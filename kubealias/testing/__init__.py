@@ -14,10 +14,14 @@ with kubealias, see :mod:`kubealias.testing.pytest_plugin`) gives one, started::
 :class:`TLSServer` is the external server behind the alias: a TLS server on 127.0.0.1 with a
 certificate per name chosen by SNI (from a throwaway CA; needs trustme, the ``demo`` extra), a
 default certificate for any other SNI, and a record of what each connection saw (SNI, ``Host``).
+
+:mod:`kubealias.testing.article` holds the article's services as data (names, kinds, external
+names, addresses), the one table the in-process DNS, the demo and the pod emulation read.
 """
 
 from __future__ import annotations
 
+from . import article
 from ._server import ClusterDNS, Fault, Query, RawBuilder, add_article_services, raw_cname
 from ._tls import DEFAULT_NAMES, Connection, Reply, Request, TLSServer, vhost_echo
 
@@ -32,6 +36,7 @@ __all__ = [
     "Request",
     "TLSServer",
     "add_article_services",
+    "article",
     "raw_cname",
     "vhost_echo",
 ]

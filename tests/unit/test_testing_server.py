@@ -91,6 +91,7 @@ def test_public_names():
         "Request",
         "TLSServer",
         "add_article_services",
+        "article",
         "raw_cname",
         "vhost_echo",
     }
