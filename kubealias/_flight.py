@@ -1,10 +1,11 @@
 """Single flight: concurrent misses on one name share one lookup, in threads and in asyncio.
 
-The first caller to miss becomes the leader: it runs the lookup and lands the result (or the
-error) on the flight; every other caller joins the flight and waits, the blocking way
-(:meth:`Flight.wait`) or the asyncio way (:meth:`Flight.wait_async`), never past the leader's
-own deadline. A leader that dies without a result (cancelled, interrupted) abandons the flight
-and its waiters retry; a flight stuck past its deadline is dropped so that nobody joins it again.
+The first caller to miss becomes the leader: it runs the lookup (:meth:`Flight.lead`,
+:meth:`Flight.alead`) and lands the result (or the error) on the flight; every other caller
+joins the flight and waits, the blocking way (:meth:`Flight.wait`) or the asyncio way
+(:meth:`Flight.wait_async`), never past the leader's own deadline. A leader that dies without a
+result (cancelled, interrupted) abandons the flight and its waiters join again; a flight stuck
+past its deadline is dropped so that nobody joins it again.
 
 Nothing here knows what a lookup is: the resolver drives it (``kubealias._resolver``).
 """
@@ -13,14 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import copy
 import threading
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Generic, TypeVar
 
 from ._errors import KubeAliasError
 
-__all__ = ["Flight", "Flights", "Retry", "TimedOut"]
+__all__ = ["Flight", "Flights", "TimedOut"]
 
 T = TypeVar("T")
 
@@ -29,8 +32,7 @@ WAIT_GRACE = 0.05
 
 
 class Retry(Exception):
-    """The flight ended without a result (its leader was cancelled) or got stuck with time
-    left before the waiter's deadline: join again."""
+    """The flight ended without a result (its leader was cancelled): join again."""
 
 
 class TimedOut(Exception):
@@ -51,6 +53,20 @@ class Flight(Generic[T]):
         #: The thread running the lookup (0 for a background refresh).
         self.thread = thread
 
+    def lead(self, work: Callable[[], T]) -> T:
+        """Run ``work`` as the flight's leader and land what it returns or raises."""
+        with self._landing_errors():
+            result = work()
+        self.land(result)
+        return result
+
+    async def alead(self, work: Callable[[], Awaitable[T]]) -> T:
+        """The asyncio form of :meth:`lead`."""
+        with self._landing_errors():
+            result = await work()
+        self.land(result)
+        return result
+
     def land(self, result: T | BaseException) -> None:
         """Leave the registry and hand ``result`` to the waiters.
 
@@ -68,25 +84,28 @@ class Flight(Generic[T]):
         else:
             self.future.set_result(result)
 
-    def wait(self, deadline: float) -> T:
+    def wait(self, deadline: float) -> T | None:
         """Block until the flight lands, at most until ``deadline`` (or the flight's own).
 
         Returns:
-            The leader's result.
+            The leader's result, or None when the caller should join again: the flight was
+            abandoned, or got stuck while the caller still has time.
 
         Raises:
             KubeAliasError: a copy of the leader's error (each waiter gets its own traceback).
-            Retry: the flight was abandoned, or stuck with time left: join again.
             TimedOut: ``deadline`` passed.
         """
         try:
             return self.future.result(self._left(deadline))
         except concurrent.futures.TimeoutError:
-            raise self._stuck(deadline) from None
+            self._stuck(deadline)
+            return None
+        except Retry:
+            return None
         except KubeAliasError as exc:
             raise copy.copy(exc) from None
 
-    async def wait_async(self, deadline: float) -> T:
+    async def wait_async(self, deadline: float) -> T | None:
         """The asyncio form of :meth:`wait`, with the same results and errors."""
         # shield: a waiter that is cancelled or times out must not cancel the shared future
         # the other waiters are on.
@@ -94,16 +113,28 @@ class Flight(Generic[T]):
         try:
             return await asyncio.wait_for(waiter, self._left(deadline))
         except asyncio.TimeoutError:
-            raise self._stuck(deadline) from None
+            self._stuck(deadline)
+            return None
+        except Retry:
+            return None
         except KubeAliasError as exc:
             raise copy.copy(exc) from None
+
+    @contextlib.contextmanager
+    def _landing_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except BaseException as exc:
+            self.land(exc)
+            raise
 
     def _left(self, deadline: float) -> float:
         return max(min(deadline, self.deadline) + WAIT_GRACE - time.monotonic(), 0.0)
 
-    def _stuck(self, deadline: float) -> Exception:
+    def _stuck(self, deadline: float) -> None:
         self._flights.drop(self)  # stuck past its deadline: nobody joins it again
-        return Retry() if time.monotonic() < deadline else TimedOut()
+        if time.monotonic() >= deadline:
+            raise TimedOut() from None
 
 
 class Flights(Generic[T]):

@@ -9,20 +9,23 @@ allowlist, lifetimes, serve-stale), :mod:`kubealias._flight` (one lookup per nam
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import IO, Any
 
 from . import _policy
 from ._cache import Cache, CacheStats, Entry
-from ._chain import lookup
+from ._chain import Outcome, lookup
 from ._config import HOSTS_FILE, NAMESPACE_FILE, RESOLV_CONF, Config
 from ._errors import ChainError
-from ._flight import Flight, Flights, Retry, TimedOut
+from ._flight import Flights, TimedOut
 from ._models import Resolution
 from ._names import normalize
 from ._transport import exchange, exchange_async, schedule
@@ -56,6 +59,25 @@ def _warn_unpinned(result: Resolution) -> None:
         result.tls_name,
         result.name,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One lookup to run: the name as given, the candidates to query, the cache entry it is
+    to replace, and the ``time.monotonic()`` deadline of the whole resolution."""
+
+    host: str
+    names: list[str]
+    entry: Entry | None
+    deadline: float
+
+
+def _quietly(
+    run: Callable[[Callable[[], Resolution]], Resolution], work: Callable[[], Resolution]
+) -> None:
+    """Run a background lookup whose outcome only its flight's waiters read."""
+    with contextlib.suppress(BaseException):
+        run(work)
 
 
 def _read_hosts(path: str | os.PathLike[str] | None) -> frozenset[str]:
@@ -143,28 +165,25 @@ class Resolver:
             PolicyError: the TLS name is refused by the allowlist or strict mode.
         """
         entry = self._cache.get(host)
-        if entry is not None and entry.expires > self._clock():
+        if entry is not None and entry.expires > self._clock():  # the hot path, kept inline
             if isinstance(entry.value, Resolution):
                 return entry.value
             raise copy.copy(entry.value)
-        plan = self._without_lookup(host, entry)
-        if isinstance(plan, Resolution):
-            return plan
-        deadline = time.monotonic() + self.config.timeout
+        job = self._without_lookup(host, entry)
+        if isinstance(job, Resolution):
+            return job
         while True:
-            flight, leader = self._flights.join(host, deadline)
+            flight, leader = self._flights.join(host, job.deadline)
             if leader:
-                return self._lead(flight, lambda: self._lookup(host, plan, entry, deadline))
+                return flight.lead(functools.partial(self._fresh_lookup, job))
             if flight.thread == threading.get_ident():
                 # An async lookup of this name is running on this thread's event loop and
                 # this synchronous call blocks that loop: waiting would deadlock.
-                return self._lookup(host, plan, entry, deadline)
-            try:
-                return flight.wait(deadline)
-            except Retry:
-                continue
-            except TimedOut:
-                raise _policy.gave_up(host, self.config) from None
+                return self._lookup(job)
+            with self._waiting(host):
+                answer = flight.wait(job.deadline)
+            if answer is not None:
+                return answer
 
     async def aresolve(self, host: str) -> Resolution:
         """Resolve ``host`` without blocking the event loop; same cache and rules as resolve().
@@ -172,33 +191,17 @@ class Resolver:
         Raises:
             ResolutionError, ChainError, PolicyError: as :meth:`resolve`.
         """
-        entry = self._cache.get(host)
-        if entry is not None and entry.expires > self._clock():
-            if isinstance(entry.value, Resolution):
-                return entry.value
-            raise copy.copy(entry.value)
-        plan = self._without_lookup(host, entry)
-        if isinstance(plan, Resolution):
-            return plan
-        deadline = time.monotonic() + self.config.timeout
-        while True:
-            flight, leader = self._flights.join(host, deadline)
+        job = self._without_lookup(host, self._cache.get(host), fresh_first=True)
+        if isinstance(job, Resolution):
+            return job
+        answer: Resolution | None = None
+        while answer is None:
+            flight, leader = self._flights.join(host, job.deadline)
             if leader:
-                outcome: Resolution | BaseException = Retry()
-                try:
-                    outcome = self._fresh(host) or await self._alookup(host, plan, entry, deadline)
-                    return outcome
-                except BaseException as exc:
-                    outcome = exc
-                    raise
-                finally:
-                    flight.land(outcome)
-            try:
-                return await flight.wait_async(deadline)
-            except Retry:
-                continue
-            except TimedOut:
-                raise _policy.gave_up(host, self.config) from None
+                return await flight.alead(functools.partial(self._afresh_lookup, job))
+            with self._waiting(host):
+                answer = await flight.wait_async(job.deadline)
+        return answer
 
     def flush(self, host: str | None = None) -> None:
         """Forget the cached answer for ``host``, or every answer."""
@@ -217,98 +220,98 @@ class Resolver:
 
     # --- the slow path ------------------------------------------------------------------
 
-    def _without_lookup(self, host: str, entry: Entry | None) -> Resolution | list[str]:
-        """What the slow path can answer without waiting on DNS: a pass-through, or a stale
-        answer during an outage (refreshed in the background); else the names to query."""
+    def _without_lookup(
+        self, host: str, entry: Entry | None, *, fresh_first: bool = False
+    ) -> Resolution | _Job:
+        """What can be answered without waiting on DNS: the fresh cached answer (when
+        ``fresh_first``: the sync path checks it inline), a pass-through, or a stale answer
+        during an outage (refreshed in the background); else the lookup to run."""
+        if fresh_first and entry is not None and entry.expires > self._clock():
+            if isinstance(entry.value, Resolution):
+                return entry.value
+            raise copy.copy(entry.value)
         plan = _policy.plan(host, self.config, self._hosts, self._clock)
         if isinstance(plan, Resolution):
             self._cache.put(host, Entry(plan, plan.expires))
             return plan
+        job = _Job(host, plan, entry, time.monotonic() + self.config.timeout)
         stale = _policy.stale_now(entry, self.config, self._clock())
         if stale is not None and entry is not None:
-            self._refresh_later(host, plan, entry)
+            self._refresh_later(job, entry)
             return stale
-        return plan
+        return job
 
-    def _lead(self, flight: Flight[Resolution], run: Callable[[], Resolution]) -> Resolution:
-        """Run the lookup as the flight's leader and hand the result to its waiters."""
-        outcome: Resolution | BaseException = Retry()
-        try:
-            outcome = self._fresh(flight.key) or run()
-            return outcome
-        except BaseException as exc:
-            outcome = exc
-            raise
-        finally:
-            flight.land(outcome)
-
-    def _fresh(self, host: str) -> Resolution | None:
+    def _fresh(self, job: _Job) -> Resolution | None:
         """The cached answer if it is still fresh (a leader checks again: another leader may
         have just finished); a cached error is raised again."""
-        entry = self._cache.get(host)
+        entry = self._cache.get(job.host)
         if entry is None or entry.expires <= self._clock():
             return None
         if isinstance(entry.value, Resolution):
             return entry.value
         raise copy.copy(entry.value)
 
-    def _refresh_later(self, host: str, names: list[str], entry: Entry) -> None:
+    def _fresh_lookup(self, job: _Job) -> Resolution:
+        return self._fresh(job) or self._lookup(job)
+
+    async def _afresh_lookup(self, job: _Job) -> Resolution:
+        return self._fresh(job) or await self._alookup(job)
+
+    @contextlib.contextmanager
+    def _waiting(self, host: str) -> Iterator[None]:
+        """Waiting on another caller's lookup: past the deadline, say so."""
+        try:
+            yield
+        except TimedOut:
+            raise _policy.gave_up(host, self.config) from None
+
+    def _refresh_later(self, job: _Job, entry: Entry) -> None:
         """RFC 8767 §5: while serving stale, refresh in the background, at most once per
         STALE_RECHECK, so no caller waits out the timeout during an outage."""
         if not _policy.recheck_due(entry, self._clock()):
             return
-        deadline = time.monotonic() + self.config.timeout
-        flight, leader = self._flights.join(host, deadline, background=True)
-        if not leader:
-            return
-
-        def refresh() -> None:
-            outcome: Resolution | BaseException = Retry()
-            try:
-                outcome = self._lookup(host, names, entry, deadline)
-            except BaseException as exc:  # the waiters get it; nobody else is listening
-                outcome = exc
-            finally:
-                flight.land(outcome)
-
-        threading.Thread(target=refresh, name=f"kubealias-refresh-{host}", daemon=True).start()
+        flight, leader = self._flights.join(job.host, job.deadline, background=True)
+        if leader:
+            # The waiters get the outcome (or the error); nobody else is listening.
+            refresh = functools.partial(_quietly, flight.lead, functools.partial(self._lookup, job))
+            thread = threading.Thread(target=refresh, name=f"kubealias-refresh-{job.host}")
+            thread.daemon = True
+            thread.start()
 
     # --- the lookup on the wire, and what it means -------------------------------------
 
-    def _lookup(
-        self, host: str, names: list[str], entry: Entry | None, deadline: float
-    ) -> Resolution:
-        steps = lookup(names)
+    def _lookup(self, job: _Job) -> Resolution:
+        tries = functools.partial(schedule, self.config, job.deadline)
+        steps = lookup(job.names)
         try:
             batch = next(steps)
             while True:
-                batch = steps.send(
-                    exchange(batch, lambda: schedule(self.config, deadline), deadline)
-                )
+                batch = steps.send(exchange(batch, tries, job.deadline))
         except StopIteration as stop:
-            decision = _policy.decide(
-                host, stop.value, self.config, entry, self._clock(), self._clock
-            )
+            return self._settle(job, stop.value)
         except ChainError as exc:
-            decision = _policy.chain_failure(host, exc, self._clock())
-        return self._carry_out(host, decision, entry)
+            return self._settle(job, exc)
 
-    async def _alookup(
-        self, host: str, names: list[str], entry: Entry | None, deadline: float
-    ) -> Resolution:
-        steps = lookup(names)
+    async def _alookup(self, job: _Job) -> Resolution:
+        tries = functools.partial(schedule, self.config, job.deadline)
+        steps = lookup(job.names)
         try:
             batch = next(steps)
             while True:
-                tries = lambda: schedule(self.config, deadline)  # noqa: E731
-                batch = steps.send(await exchange_async(batch, tries, deadline))
+                batch = steps.send(await exchange_async(batch, tries, job.deadline))
         except StopIteration as stop:
-            decision = _policy.decide(
-                host, stop.value, self.config, entry, self._clock(), self._clock
-            )
+            return self._settle(job, stop.value)
         except ChainError as exc:
-            decision = _policy.chain_failure(host, exc, self._clock())
-        return self._carry_out(host, decision, entry)
+            return self._settle(job, exc)
+
+    def _settle(self, job: _Job, outcome: Outcome | ChainError) -> Resolution:
+        """Decide what the lookup means (policy), then carry it out."""
+        now = self._clock()
+        if isinstance(outcome, ChainError):
+            decision = _policy.chain_failure(job.host, outcome, now)
+        else:
+            decision = _policy.decide(job.host, outcome, self.config, job.entry, now, self._clock)
+        return self._carry_out(job.host, decision, job.entry)
 
     def _carry_out(self, host: str, decision: _policy.Decision, entry: Entry | None) -> Resolution:
         """Write the cache, log and return or raise, as ``decision`` says."""

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from kubealias import ResolutionError
-from kubealias._flight import Flights, Retry, TimedOut
+from kubealias._flight import Flights, TimedOut
 
 
 def test_first_caller_leads_and_later_ones_join() -> None:
@@ -50,16 +50,36 @@ def test_each_waiter_gets_its_own_copy_of_the_error() -> None:
 def test_a_leader_that_dies_abandons_the_flight() -> None:
     flights: Flights[str] = Flights()
     flight, _ = flights.join("db", time.monotonic() + 1)
-    flight.land(KeyboardInterrupt())
-    with pytest.raises(Retry):
-        flight.wait(time.monotonic() + 1)
+
+    def interrupted() -> str:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        flight.lead(interrupted)
+    assert flight.wait(time.monotonic() + 1) is None  # join again
+    assert flights.join("db", time.monotonic() + 1)[1]
+
+
+def test_the_leader_lands_what_its_work_returns_or_raises() -> None:
+    flights: Flights[str] = Flights()
+    flight, _ = flights.join("db", time.monotonic() + 1)
+    assert flight.lead(lambda: "answer") == "answer"
+    assert flight.wait(time.monotonic() + 1) == "answer"
+    failing, _ = flights.join("db", time.monotonic() + 1)
+
+    def refused() -> str:
+        raise ResolutionError("refused", name="db")
+
+    with pytest.raises(ResolutionError):
+        failing.lead(refused)
+    with pytest.raises(ResolutionError, match="refused"):
+        failing.wait(time.monotonic() + 1)
 
 
 def test_a_stuck_flight_is_dropped_and_the_waiter_retries_or_times_out() -> None:
     flights: Flights[str] = Flights()
     flight, _ = flights.join("db", time.monotonic() + 0.05)  # a leader that will never land
-    with pytest.raises(Retry):  # the waiter has time left: join again
-        flight.wait(time.monotonic() + 5)
+    assert flight.wait(time.monotonic() + 5) is None  # the waiter has time left: join again
     assert flights.join("db", time.monotonic() + 1)[1]  # dropped: the next caller leads
     stuck, _ = flights.join("cache", time.monotonic() + 5)
     start = time.monotonic()
@@ -88,6 +108,19 @@ async def test_async_waiters_share_the_result_and_a_cancelled_one_does_not_cance
     assert await patient == "answer"
     with pytest.raises(asyncio.CancelledError):
         await impatient
+
+
+async def test_async_leader_lands_its_result() -> None:
+    flights: Flights[str] = Flights()
+    flight, _ = flights.join("db", time.monotonic() + 1)
+    waiter = asyncio.ensure_future(flight.wait_async(time.monotonic() + 1))
+
+    async def work() -> str:
+        await asyncio.sleep(0.01)
+        return "answer"
+
+    assert await flight.alead(work) == "answer"
+    assert await waiter == "answer"
 
 
 async def test_async_waiter_times_out() -> None:
