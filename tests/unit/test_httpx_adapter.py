@@ -539,6 +539,12 @@ def test_evicted_route_closes_once_its_responses_are_done(
         assert closed == [PAYMENT]
 
 
+def keyed(name: str) -> tuple[kubealias.httpx._RouteKey, Route]:
+    """A route to ``name`` and its key in a ``_RouteCache``, as the transports make it."""
+    route = Route(name, name, (), 443, None)
+    return ("https", route.pool_key), route
+
+
 def test_route_cache_closes_retired_transports_once_idle() -> None:
     busy = {"A": True, "B": False, "C": False}
     cache: kubealias.httpx._RouteCache[str] = kubealias.httpx._RouteCache(1, lambda t: not busy[t])
@@ -548,7 +554,8 @@ def test_route_cache_closes_retired_transports_once_idle() -> None:
         return made[route.name]
 
     def enter(name: str) -> Any:
-        return cache.enter(("https", name, 443, ()), factory, Route(name, name, (), 443, None))
+        key, route = keyed(name)
+        return cache.enter(key, factory, route)
 
     a = enter("a")
     cache.leave(a)  # the request left handle_request; A's response is still streaming
@@ -571,11 +578,8 @@ def test_route_cache_evicts_the_least_recently_used() -> None:
     cache: kubealias.httpx._RouteCache[str] = kubealias.httpx._RouteCache(2, lambda t: True)
 
     def use(name: str) -> None:
-        cache.leave(
-            cache.enter(
-                ("https", name, 443, ()), lambda r: r.name.upper(), Route(name, name, (), 443, None)
-            )
-        )
+        key, route = keyed(name)
+        cache.leave(cache.enter(key, lambda r: r.name.upper(), route))
 
     use("a")
     use("b")
@@ -587,8 +591,7 @@ def test_route_cache_evicts_the_least_recently_used() -> None:
 
 def test_route_cache_request_racing_an_eviction_goes_round_again() -> None:
     cache: kubealias.httpx._RouteCache[str] = kubealias.httpx._RouteCache(1, lambda t: True)
-    key_a, key_b = ("https", "a", 443, ()), ("https", "b", 443, ())
-    route_a, route_b = Route("a", "a", (), 443, None), Route("b", "b", (), 443, None)
+    (key_a, route_a), (key_b, route_b) = keyed("a"), keyed("b")
     first = cache.enter(key_a, lambda r: "A1", route_a)
     cache.leave(first)
 

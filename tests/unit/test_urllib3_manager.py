@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib
+import importlib.metadata
 import inspect
 import json
 import socket
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 import urllib3
 from urllib3 import poolmanager
-from urllib3.connection import HTTPConnection
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
@@ -56,6 +57,7 @@ def echo(response: urllib3.BaseHTTPResponse) -> dict[str, Any]:
 def host_header(pool: HTTPConnectionPool, **headers: str) -> str | None:
     """The Host line a request on a new connection of ``pool`` would send (no I/O)."""
     conn = pool._new_conn()
+    assert isinstance(conn, HTTPConnection)
     conn.putrequest("GET", "/", skip_host="host" in {k.lower() for k in headers})
     lines = [line.decode() for line in conn._buffer]  # type: ignore[attr-defined]
     hosts = [line.split(": ", 1)[1] for line in lines if line.lower().startswith("host:")]
@@ -128,17 +130,19 @@ def test_alias_pool_and_its_verified_connection(http: PoolManager, server: TLSSe
     pool = http.connection_from_url(target)
     response = http.request("GET", target, preload_content=False)
     conn = response.connection
-    assert conn is not None
+    assert isinstance(conn, HTTPSConnection)
     sock = conn.sock
 
     assert type(pool) is ALIAS_HTTPS
     assert (pool.host, pool.port) == ("payment-api", server.port)
     assert pool.conn_kw["server_hostname"] == PAYMENT
     assert pool.assert_hostname is None  # kubealias never touches it
-    assert conn.is_verified  # type: ignore[attr-defined]
+    assert conn.is_verified
     assert isinstance(sock, ssl.SSLSocket)
     assert sock.server_hostname == PAYMENT
-    assert sock.getpeercert()["subjectAltName"] == (("DNS", PAYMENT),)
+    cert = sock.getpeercert()
+    assert cert is not None
+    assert cert["subjectAltName"] == (("DNS", PAYMENT),)
     assert sock.getpeername() == ("127.0.0.1", server.port)
     response.read()
     response.release_conn()
@@ -256,7 +260,7 @@ def test_certificate_for_another_name_fails(http: PoolManager, server: TLSServer
 def test_untrusted_ca_fails(
     resolver: Resolver, server: TLSServer, other_cafile: str, ca_certs: str
 ) -> None:
-    kwargs = {"ca_certs": other_cafile} if ca_certs == "other" else {}
+    kwargs: dict[str, Any] = {"ca_certs": other_cafile} if ca_certs == "other" else {}
     with PoolManager(resolver=resolver, **kwargs) as http, pytest.raises(MaxRetryError) as info:
         http.request("GET", url(server.port, "payment-api"), retries=1)
 
@@ -558,8 +562,9 @@ def test_the_urllib3_code_kubealias_follows_has_not_changed_shape(
     for part in qualname.split("."):
         target = getattr(target, part)
 
+    version = importlib.metadata.version("urllib3")
     assert _shape(target) == FOLLOWED[module, qualname], (
-        f"{module}.{qualname} changed shape in urllib3 {urllib3.__version__} (fingerprint "
+        f"{module}.{qualname} changed shape in urllib3 {version} (fingerprint "
         "taken from urllib3 2.8.0): re-read it, bring kubealias/urllib3.py in line with it, "
         "then update FOLLOWED"
     )
