@@ -14,10 +14,14 @@ with kubealias, see :mod:`kubealias.testing.pytest_plugin`) gives one, started::
 :class:`TLSServer` is the external server behind the alias: a TLS server on 127.0.0.1 with a
 certificate per name chosen by SNI (from a throwaway CA; needs trustme, the ``demo`` extra), a
 default certificate for any other SNI, and a record of what each connection saw (SNI, ``Host``).
+
+:class:`FakeClock` is a monotonic clock the test moves by hand: given to a resolver as ``clock=``,
+it makes cache expiry, serve-stale and refresh testable without sleeping.
 """
 
 from __future__ import annotations
 
+from ._clock import FakeClock
 from ._server import ClusterDNS, Fault, Query, RawBuilder, add_article_services, raw_cname
 from ._tls import DEFAULT_NAMES, Connection, Reply, Request, TLSServer, vhost_echo
 
@@ -25,6 +29,7 @@ __all__ = [
     "DEFAULT_NAMES",
     "ClusterDNS",
     "Connection",
+    "FakeClock",
     "Fault",
     "Query",
     "RawBuilder",

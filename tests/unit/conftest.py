@@ -28,7 +28,7 @@ import pytest
 import trustme
 
 from kubealias import Resolver
-from kubealias.testing import ClusterDNS, Reply, Request, TLSServer
+from kubealias.testing import ClusterDNS, FakeClock, Reply, Request, TLSServer
 
 PAYMENT = "payment.example.test"
 SECOND = "second.example.test"
@@ -211,21 +211,9 @@ def resolver(dns: ClusterDNS) -> Resolver:
     return dns.resolver(timeout=1)
 
 
-class FakeClock:
-    """A monotonic clock that only moves when told to."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock() -> FakeClock:
+    """A :class:`kubealias.testing.FakeClock` at 1000.0: give it to a resolver as ``clock=``."""
     return FakeClock()
 
 

@@ -24,9 +24,9 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 import kubealias.urllib3
 from kubealias import Resolver
 from kubealias.requests import Session
-from kubealias.testing import ClusterDNS, TLSServer
+from kubealias.testing import ClusterDNS, FakeClock, TLSServer
 from kubealias.urllib3 import PoolManager
-from tests.unit.conftest import MULTI, PAYMENT, SECOND, FakeClock, url
+from tests.unit.conftest import MULTI, PAYMENT, SECOND, url
 
 CLIENTS = ("requests", "urllib3")
 

@@ -20,9 +20,9 @@ import kubealias._http
 import kubealias.urllib3
 from kubealias import PolicyError, ResolutionError, Resolver
 from kubealias.requests import KubeAliasAdapter, Session
-from kubealias.testing import ClusterDNS, TLSServer
+from kubealias.testing import ClusterDNS, FakeClock, TLSServer
 from tests.unit._connect_proxy import ConnectProxy
-from tests.unit.conftest import DEAD, PAYMENT, SECOND, WRONG, FakeClock, url
+from tests.unit.conftest import DEAD, PAYMENT, SECOND, WRONG, url
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import pytest
 
 import kubealias
 from kubealias._http import RoutePlanner
-from kubealias.testing import ClusterDNS, Fault
-from tests.unit.conftest import PAYMENT, FakeClock
+from kubealias.testing import ClusterDNS, FakeClock, Fault
+from tests.unit.conftest import PAYMENT
 
 
 @pytest.fixture

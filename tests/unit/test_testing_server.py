@@ -93,6 +93,7 @@ def test_public_names():
         "DEFAULT_NAMES",
         "ClusterDNS",
         "Connection",
+        "FakeClock",
         "Fault",
         "Query",
         "RawBuilder",

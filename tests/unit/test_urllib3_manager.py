@@ -33,10 +33,10 @@ from urllib3.util.retry import Retry
 import kubealias._http
 from kubealias import PolicyError, ResolutionError, Resolver
 from kubealias._http import Route, connect_first, plan_route
-from kubealias.testing import ClusterDNS, TLSServer
+from kubealias.testing import ClusterDNS, FakeClock, TLSServer
 from kubealias.urllib3 import PoolManager, ProxyManager
 from tests.unit._connect_proxy import ConnectProxy
-from tests.unit.conftest import DEAD, PAYMENT, SECOND, WRONG, FakeClock, url
+from tests.unit.conftest import DEAD, PAYMENT, SECOND, WRONG, url
 
 ALIAS_HTTPS = kubealias.urllib3._AliasHTTPSConnectionPool
 ALIAS_HTTP = kubealias.urllib3._AliasHTTPConnectionPool
