@@ -13,6 +13,9 @@ class FakeClock:
     :meth:`advance` instead of the wall: a test sees an answer expire, be served stale or be
     refreshed in microseconds::
 
+        from kubealias.testing import FakeClock
+
+
         def test_the_answer_is_cached_for_its_ttl(cluster_dns):
             cluster_dns.external_name("database", "production", "mydb.example.test")
             cluster_dns.record("mydb.example.test", "A", "127.0.0.10")

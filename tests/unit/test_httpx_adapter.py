@@ -316,10 +316,16 @@ def test_explicit_host_header_is_kept(client: httpx.Client, server: TLSServer) -
     assert echo(response)["sni"] == PAYMENT
 
 
-def test_redirect_to_another_host_does_not_carry_the_rewritten_host(
-    client: httpx.Client, server: TLSServer
-) -> None:
-    target = url(server, "localhost", "/final")
+@pytest.mark.parametrize(
+    ("host", "tls_name"),
+    [("localhost", "localhost"), ("payment-api", PAYMENT)],
+    ids=[
+        "to-another-host-does-not-carry-the-rewritten-host",
+        "within-the-alias-is-rewritten-again",
+    ],
+)
+def test_redirect(client: httpx.Client, server: TLSServer, host: str, tls_name: str) -> None:
+    target = url(server, host, "/final")
     response = client.get(
         url(server, "payment-api", "/redirect"), params={"to": target}, follow_redirects=True
     )
@@ -329,24 +335,8 @@ def test_redirect_to_another_host_does_not_carry_the_rewritten_host(
     assert echo(hop)["host"] == f"{PAYMENT}:{server.port}"
     final = echo(response)
     assert (final["sni"], final["host"], final["path"]) == (
-        "localhost",
-        f"localhost:{server.port}",
-        "/final",
-    )
-
-
-def test_redirect_within_the_alias_is_rewritten_again(
-    client: httpx.Client, server: TLSServer
-) -> None:
-    target = url(server, "payment-api", "/final")
-    response = client.get(
-        url(server, "payment-api", "/redirect"), params={"to": target}, follow_redirects=True
-    )
-
-    final = echo(response)
-    assert (final["sni"], final["host"], final["path"]) == (
-        PAYMENT,
-        f"{PAYMENT}:{server.port}",
+        tls_name,
+        f"{tls_name}:{server.port}",
         "/final",
     )
 

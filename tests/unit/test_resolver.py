@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 import kubealias
-from kubealias import ChainError, KubeAliasError, PolicyError, ResolutionError, Resolver
+from kubealias import (
+    ChainError,
+    KubeAliasError,
+    PolicyError,
+    Resolution,
+    ResolutionError,
+    Resolver,
+)
 from kubealias.testing import ClusterDNS, FakeClock
 
 FQDN = "database.production.svc.cluster.local"
@@ -46,6 +53,13 @@ def wait_for(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
 
 def queries(dns: ClusterDNS, name: str = FQDN) -> tuple[int, int]:
     return dns.query_count(name, "A"), dns.query_count(name, "AAAA")
+
+
+async def in_flight(resolver: Resolver, head_start: float) -> asyncio.Future[Resolution]:
+    """``aresolve("database")`` as a task, given ``head_start`` seconds to join or lead a flight."""
+    task = asyncio.ensure_future(resolver.aresolve("database"))
+    await asyncio.sleep(head_start)
+    return task
 
 
 # --- answers --------------------------------------------------------------------------------
@@ -269,10 +283,8 @@ async def test_cancelled_leader_does_not_strand_followers(
     resolver: Resolver, dns: ClusterDNS
 ) -> None:
     dns.delay(FQDN, 0.3)
-    leader = asyncio.ensure_future(resolver.aresolve("database"))
-    await asyncio.sleep(0.05)
-    follower = asyncio.ensure_future(resolver.aresolve("database"))
-    await asyncio.sleep(0.05)
+    leader = await in_flight(resolver, 0.05)
+    follower = await in_flight(resolver, 0.05)
     leader.cancel()
     result = await asyncio.wait_for(follower, 3)
     assert result.tls_name == RDS
@@ -643,8 +655,7 @@ async def test_sync_call_inside_a_coroutine_while_async_lookup_runs(
     resolver: Resolver, dns: ClusterDNS
 ) -> None:
     dns.delay(FQDN, 0.1)
-    pending = asyncio.ensure_future(resolver.aresolve("database"))
-    await asyncio.sleep(0.01)
+    pending = await in_flight(resolver, 0.01)
     started = time.monotonic()
     assert resolver.resolve("database").tls_name == RDS  # no deadlock on our own loop
     assert time.monotonic() - started < 1.0
