@@ -18,7 +18,7 @@ import pytest
 import urllib3
 from urllib3 import poolmanager
 from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.connectionpool import HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
     InsecureRequestWarning,
@@ -36,7 +36,7 @@ from kubealias._http import Route, connect_first, plan_route
 from kubealias.testing import ClusterDNS, FakeClock, TLSServer
 from kubealias.urllib3 import PoolManager, ProxyManager
 from tests.unit._connect_proxy import ConnectProxy
-from tests.unit.conftest import DEAD, PAYMENT, SECOND, WRONG, url
+from tests.unit.conftest import DEAD, PAYMENT, SECOND, WRONG, host_header, url
 
 ALIAS_HTTPS = kubealias.urllib3._AliasHTTPSConnectionPool
 ALIAS_HTTP = kubealias.urllib3._AliasHTTPConnectionPool
@@ -52,17 +52,6 @@ def echo(response: urllib3.BaseHTTPResponse) -> dict[str, Any]:
     assert response.status == 200, response.data
     body: dict[str, Any] = response.json()
     return body
-
-
-def host_header(pool: HTTPConnectionPool, **headers: str) -> str | None:
-    """The Host line a request on a new connection of ``pool`` would send (no I/O)."""
-    conn = pool._new_conn()
-    assert isinstance(conn, HTTPConnection)
-    conn.putrequest("GET", "/", skip_host="host" in {k.lower() for k in headers})
-    lines = [line.decode() for line in conn._buffer]  # type: ignore[attr-defined]
-    hosts = [line.split(": ", 1)[1] for line in lines if line.lower().startswith("host:")]
-    assert len(hosts) <= 1
-    return hosts[0] if hosts else None
 
 
 # --- the route (kubealias._http, shared by every adapter) -----------------------------------------
@@ -204,7 +193,8 @@ def test_redirect_to_another_host_does_not_carry_the_rewritten_host(
 
     final = echo(response)
     assert (final["sni"], final["host"], final["path"]) == (sni, f"{host}:{server.port}", "/final")
-    (hop,) = response.retries.history  # type: ignore[union-attr]
+    assert response.retries is not None
+    (hop,) = response.retries.history
     assert (hop.status, hop.redirect_location) == (302, target)
 
 
@@ -316,7 +306,8 @@ def _same_failure(http: PoolManager, alias: str, port: int, **kw: Any) -> type[E
         http.request("GET", url(port, alias), **kw)
     assert type(ours.value) is type(base.value)
     if isinstance(ours.value, MaxRetryError):
-        assert type(ours.value.reason) is type(base.value.reason)  # type: ignore[attr-defined]
+        assert isinstance(base.value, MaxRetryError)  # the same type, as just checked
+        assert type(ours.value.reason) is type(base.value.reason)
     return type(ours.value)
 
 
