@@ -7,14 +7,8 @@ The pod-emulation labs (``pod``, ``https_lab``, ``pg_lab`` and their ``*_clean``
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # integrations/ and bench/ are imported by the tests
-    sys.path.insert(0, str(ROOT))
 
 pytest_plugins = ["tests.fix_labs"]
 

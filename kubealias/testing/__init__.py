@@ -17,11 +17,15 @@ default certificate for any other SNI, and a record of what each connection saw 
 
 :mod:`kubealias.testing.article` holds the article's services as data (names, kinds, external
 names, addresses), the one table the in-process DNS, the demo and the pod emulation read.
+
+:class:`FakeClock` is a monotonic clock the test moves by hand: given to a resolver as ``clock=``,
+it makes cache expiry, serve-stale and refresh testable without sleeping.
 """
 
 from __future__ import annotations
 
 from . import article
+from ._clock import FakeClock
 from ._server import ClusterDNS, Fault, Query, RawBuilder, add_article_services, raw_cname
 from ._tls import DEFAULT_NAMES, Connection, Reply, Request, TLSServer, vhost_echo
 
@@ -29,6 +33,7 @@ __all__ = [
     "DEFAULT_NAMES",
     "ClusterDNS",
     "Connection",
+    "FakeClock",
     "Fault",
     "Query",
     "RawBuilder",

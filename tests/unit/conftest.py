@@ -26,9 +26,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import trustme
+from urllib3.connection import HTTPConnection
+from urllib3.connectionpool import HTTPConnectionPool
 
 from kubealias import Resolver
-from kubealias.testing import ClusterDNS, Reply, Request, TLSServer
+from kubealias.testing import ClusterDNS, FakeClock, Reply, Request, TLSServer
 
 PAYMENT = "payment.example.test"
 SECOND = "second.example.test"
@@ -48,6 +50,26 @@ ALIASES = [
 def url(port: int, host: str, path: str = "/", scheme: str = "https") -> str:
     """``scheme://host:port/path``."""
     return f"{scheme}://{host}:{port}{path}"
+
+
+def host_header(pool: HTTPConnectionPool, **headers: str) -> str | None:
+    """The Host line a request on a new connection of ``pool`` would send (no I/O).
+
+    Args:
+        pool: a urllib3 pool (urllib3's own or kubealias's).
+        **headers: the request's headers; a ``Host`` among them means urllib3 adds none.
+
+    Returns:
+        The value of the Host line, or None when there is none.
+    """
+    conn = pool._new_conn()
+    assert isinstance(conn, HTTPConnection)
+    conn.putrequest("GET", "/", skip_host="host" in {k.lower() for k in headers})
+    # http.client keeps the unsent header lines in _buffer, which typeshed does not declare.
+    lines = [line.decode() for line in conn._buffer]  # type: ignore[attr-defined]
+    hosts = [line.split(": ", 1)[1] for line in lines if line.lower().startswith("host:")]
+    assert len(hosts) <= 1
+    return hosts[0] if hosts else None
 
 
 # --- certificates and the TLS server -------------------------------------------------------------
@@ -211,21 +233,9 @@ def resolver(dns: ClusterDNS) -> Resolver:
     return dns.resolver(timeout=1)
 
 
-class FakeClock:
-    """A monotonic clock that only moves when told to."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock() -> FakeClock:
+    """A :class:`kubealias.testing.FakeClock` at 1000.0: give it to a resolver as ``clock=``."""
     return FakeClock()
 
 

@@ -19,6 +19,8 @@ RDS = "mydb.abc123.us-east-1.rds.amazonaws.com"
 EC2 = "ec2-54-23-100-55.compute-1.amazonaws.com"
 
 Record = tuple[str, int, str, str]
+#: What a canned server holds for one type: the records (or the transport error), rcode, SOA.
+Entry = tuple[list[Record] | BaseException, int, bool]
 
 
 def response(
@@ -31,7 +33,7 @@ def response(
     msg = dns.message.make_response(dns.message.make_query(qname + ".", rdtype))
     for owner, ttl, rdtype_text, value in answer:
         msg.answer.append(dns.rrset.from_text(owner + ".", ttl, "IN", rdtype_text, value))
-    msg.set_rcode(rcode)
+    msg.set_rcode(dns.rcode.Rcode(rcode))
     if soa:
         msg.authority.append(
             dns.rrset.from_text("cluster.local.", 7, "IN", "SOA", "ns.dns. host. 1 2 3 4 30")
@@ -43,7 +45,7 @@ def response(
 class Server:
     """A canned DNS: {name: {rdtype: (records, rcode, soa)}}; unknown names are NXDOMAIN."""
 
-    def __init__(self, zone: dict[str, dict[str, tuple[list[Record], int, bool]]]) -> None:
+    def __init__(self, zone: dict[str, dict[str, Entry]]) -> None:
         self.zone = zone
         self.asked: list[Question] = []
 
@@ -68,7 +70,8 @@ class Server:
             while True:
                 batch = steps.send([self.reply(q) for q in batch])
         except StopIteration as stop:
-            return stop.value
+            outcome: Outcome = stop.value
+            return outcome
 
 
 FULL_CHAIN = [
@@ -162,7 +165,7 @@ def test_servfail_moves_on_like_glibc_but_fails_if_nothing_answers() -> None:
     ],
 )
 def test_transport_failure_stops_the_walk(reply: BaseException, detail: str) -> None:
-    server = Server({"a.svc.cluster.local": {"*": (reply, 0, False)}})  # type: ignore[dict-item]
+    server = Server({"a.svc.cluster.local": {"*": (reply, 0, False)}})
     out = server.run(["a.svc.cluster.local", "a.cluster.local"])
     assert out.kind == "failure" and out.detail == detail
     assert {q[0] for q in server.asked} == {"a.svc.cluster.local"}

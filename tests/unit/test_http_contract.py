@@ -19,14 +19,15 @@ from typing import Any
 import pytest
 import requests
 import urllib3
+from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 import kubealias.urllib3
 from kubealias import Resolver
 from kubealias.requests import Session
-from kubealias.testing import ClusterDNS, TLSServer
+from kubealias.testing import ClusterDNS, FakeClock, TLSServer
 from kubealias.urllib3 import PoolManager
-from tests.unit.conftest import MULTI, PAYMENT, SECOND, FakeClock, url
+from tests.unit.conftest import MULTI, PAYMENT, SECOND, host_header, url
 
 CLIENTS = ("requests", "urllib3")
 
@@ -93,13 +94,16 @@ class Client:
         """The pool ``GET target`` would be sent on (no I/O)."""
         if self.kind == "requests":
             adapter = self.session.get_adapter(target)
+            assert isinstance(adapter, HTTPAdapter)
             prepared = requests.Request("GET", target).prepare()
-            return adapter.get_connection_with_tls_context(prepared, self.cafile)  # type: ignore[attr-defined, no-any-return]
+            return adapter.get_connection_with_tls_context(prepared, self.cafile)
         return self.manager.connection_from_url(target)
 
     def pool_keys(self) -> list[Any]:
         if self.kind == "requests":
-            return list(self.session.get_adapter("https://").poolmanager.pools.keys())  # type: ignore[attr-defined]
+            adapter = self.session.get_adapter("https://")
+            assert isinstance(adapter, HTTPAdapter)
+            return list(adapter.poolmanager.pools.keys())
         return list(self.manager.pools.keys())
 
 
@@ -112,16 +116,6 @@ def kind(request: pytest.FixtureRequest) -> str:
 def client(kind: str, resolver: Resolver, cafile: str) -> Iterator[Client]:
     with Client(kind, resolver, cafile) as c:
         yield c
-
-
-def host_header(pool: HTTPConnectionPool) -> str | None:
-    """The Host line a request on a new connection of ``pool`` would send (no I/O)."""
-    conn = pool._new_conn()
-    conn.putrequest("GET", "/")  # type: ignore[attr-defined]
-    lines = [line.decode() for line in conn._buffer]  # type: ignore[attr-defined]
-    hosts = [line.split(": ", 1)[1] for line in lines if line.lower().startswith("host:")]
-    assert len(hosts) <= 1
-    return hosts[0] if hosts else None
 
 
 # --- the documented use ---------------------------------------------------------------------------

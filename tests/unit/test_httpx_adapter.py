@@ -316,10 +316,16 @@ def test_explicit_host_header_is_kept(client: httpx.Client, server: TLSServer) -
     assert echo(response)["sni"] == PAYMENT
 
 
-def test_redirect_to_another_host_does_not_carry_the_rewritten_host(
-    client: httpx.Client, server: TLSServer
-) -> None:
-    target = url(server, "localhost", "/final")
+@pytest.mark.parametrize(
+    ("host", "tls_name"),
+    [("localhost", "localhost"), ("payment-api", PAYMENT)],
+    ids=[
+        "to-another-host-does-not-carry-the-rewritten-host",
+        "within-the-alias-is-rewritten-again",
+    ],
+)
+def test_redirect(client: httpx.Client, server: TLSServer, host: str, tls_name: str) -> None:
+    target = url(server, host, "/final")
     response = client.get(
         url(server, "payment-api", "/redirect"), params={"to": target}, follow_redirects=True
     )
@@ -329,24 +335,8 @@ def test_redirect_to_another_host_does_not_carry_the_rewritten_host(
     assert echo(hop)["host"] == f"{PAYMENT}:{server.port}"
     final = echo(response)
     assert (final["sni"], final["host"], final["path"]) == (
-        "localhost",
-        f"localhost:{server.port}",
-        "/final",
-    )
-
-
-def test_redirect_within_the_alias_is_rewritten_again(
-    client: httpx.Client, server: TLSServer
-) -> None:
-    target = url(server, "payment-api", "/final")
-    response = client.get(
-        url(server, "payment-api", "/redirect"), params={"to": target}, follow_redirects=True
-    )
-
-    final = echo(response)
-    assert (final["sni"], final["host"], final["path"]) == (
-        PAYMENT,
-        f"{PAYMENT}:{server.port}",
+        tls_name,
+        f"{tls_name}:{server.port}",
         "/final",
     )
 
@@ -539,6 +529,12 @@ def test_evicted_route_closes_once_its_responses_are_done(
         assert closed == [PAYMENT]
 
 
+def keyed(name: str) -> tuple[kubealias.httpx._RouteKey, Route]:
+    """A route to ``name`` and its key in a ``_RouteCache``, as the transports make it."""
+    route = Route(name, name, (), 443, None)
+    return ("https", route.pool_key), route
+
+
 def test_route_cache_closes_retired_transports_once_idle() -> None:
     busy = {"A": True, "B": False, "C": False}
     cache: kubealias.httpx._RouteCache[str] = kubealias.httpx._RouteCache(1, lambda t: not busy[t])
@@ -548,7 +544,8 @@ def test_route_cache_closes_retired_transports_once_idle() -> None:
         return made[route.name]
 
     def enter(name: str) -> Any:
-        return cache.enter(("https", name, 443, ()), factory, Route(name, name, (), 443, None))
+        key, route = keyed(name)
+        return cache.enter(key, factory, route)
 
     a = enter("a")
     cache.leave(a)  # the request left handle_request; A's response is still streaming
@@ -571,11 +568,8 @@ def test_route_cache_evicts_the_least_recently_used() -> None:
     cache: kubealias.httpx._RouteCache[str] = kubealias.httpx._RouteCache(2, lambda t: True)
 
     def use(name: str) -> None:
-        cache.leave(
-            cache.enter(
-                ("https", name, 443, ()), lambda r: r.name.upper(), Route(name, name, (), 443, None)
-            )
-        )
+        key, route = keyed(name)
+        cache.leave(cache.enter(key, lambda r: r.name.upper(), route))
 
     use("a")
     use("b")
@@ -587,8 +581,7 @@ def test_route_cache_evicts_the_least_recently_used() -> None:
 
 def test_route_cache_request_racing_an_eviction_goes_round_again() -> None:
     cache: kubealias.httpx._RouteCache[str] = kubealias.httpx._RouteCache(1, lambda t: True)
-    key_a, key_b = ("https", "a", 443, ()), ("https", "b", 443, ())
-    route_a, route_b = Route("a", "a", (), 443, None), Route("b", "b", (), 443, None)
+    (key_a, route_a), (key_b, route_b) = keyed("a"), keyed("b")
     first = cache.enter(key_a, lambda r: "A1", route_a)
     cache.leave(first)
 

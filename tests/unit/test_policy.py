@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Literal
 
 import pytest
 
@@ -215,12 +216,12 @@ def test_past_max_stale_the_error_names_the_answer_no_longer_served() -> None:
 
 
 @pytest.mark.parametrize("status", ["nxdomain", "nodata"])
-def test_a_name_that_is_gone_is_never_served_stale(status: str) -> None:
+def test_a_name_that_is_gone_is_never_served_stale(status: Literal["nxdomain", "nodata"]) -> None:
     gone = Outcome(
         "failure",
         detail="timed out",
         tried=(
-            Attempt(FQDN, status.upper(), status),  # type: ignore[arg-type]
+            Attempt(FQDN, status.upper(), status),
             Attempt("database.svc.cluster.local", "timed out", "failure"),
         ),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import socket
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
+from requests.adapters import BaseAdapter, HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.util.retry import Retry
 
@@ -19,9 +20,9 @@ import kubealias._http
 import kubealias.urllib3
 from kubealias import PolicyError, ResolutionError, Resolver
 from kubealias.requests import KubeAliasAdapter, Session
-from kubealias.testing import ClusterDNS, TLSServer
+from kubealias.testing import ClusterDNS, FakeClock, TLSServer
 from tests.unit._connect_proxy import ConnectProxy
-from tests.unit.conftest import DEAD, PAYMENT, SECOND, WRONG, FakeClock, url
+from tests.unit.conftest import DEAD, PAYMENT, SECOND, WRONG, url
 
 
 @pytest.fixture
@@ -43,8 +44,9 @@ def adapter_of(session: requests.Session) -> KubeAliasAdapter:
     return adapter
 
 
-def pool_for(adapter: HTTPAdapter, target: str, verify: Any = True) -> HTTPConnectionPool:
+def pool_for(adapter: BaseAdapter, target: str, verify: Any = True) -> HTTPConnectionPool:
     """The pool the adapter would send ``GET target`` on (no I/O)."""
+    assert isinstance(adapter, HTTPAdapter)
     prepared = requests.Request("GET", target).prepare()
     return adapter.get_connection_with_tls_context(prepared, verify)
 
@@ -309,7 +311,7 @@ def test_stream_true(session: Session, server: TLSServer) -> None:
         body = b"".join(response.iter_content(chunk_size=7))
     after = echo(session.get(target))
 
-    streamed = requests.models.complexjson.loads(body)
+    streamed = json.loads(body)
     assert (streamed["sni"], streamed["path"]) == (PAYMENT, "/streamed")
     assert after["conn"] == streamed["conn"]  # back in the pool once read
 
@@ -463,6 +465,7 @@ def test_adapter_takes_httpadapters_arguments(resolver: Resolver, make: Any) -> 
     assert (adapter._pool_connections, adapter._pool_maxsize, adapter._pool_block) == (3, 7, True)
     for target in ("https://payment-api/", "https://api.example.com/"):
         pool = pool_for(adapter, target)
+        assert pool.pool is not None
         assert (pool.pool.maxsize, pool.block) == (7, True)
 
 

@@ -13,25 +13,19 @@ from pathlib import Path
 import pytest
 
 import kubealias
-from kubealias import ChainError, KubeAliasError, PolicyError, ResolutionError, Resolver
-from kubealias.testing import ClusterDNS
+from kubealias import (
+    ChainError,
+    KubeAliasError,
+    PolicyError,
+    Resolution,
+    ResolutionError,
+    Resolver,
+)
+from kubealias.testing import ClusterDNS, FakeClock
 
 FQDN = "database.production.svc.cluster.local"
 RDS = "mydb.abc123.us-east-1.rds.amazonaws.com"
 EC2 = "ec2-127-0-0-10.compute-1.amazonaws.com"
-
-
-class Clock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
@@ -44,12 +38,7 @@ def dns(cluster_dns: ClusterDNS) -> ClusterDNS:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def resolver(dns: ClusterDNS, clock: Clock) -> Resolver:
+def resolver(dns: ClusterDNS, clock: FakeClock) -> Resolver:
     return dns.resolver(clock=clock, timeout=1)
 
 
@@ -64,6 +53,13 @@ def wait_for(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
 
 def queries(dns: ClusterDNS, name: str = FQDN) -> tuple[int, int]:
     return dns.query_count(name, "A"), dns.query_count(name, "AAAA")
+
+
+async def in_flight(resolver: Resolver, head_start: float) -> asyncio.Future[Resolution]:
+    """``aresolve("database")`` as a task, given ``head_start`` seconds to join or lead a flight."""
+    task = asyncio.ensure_future(resolver.aresolve("database"))
+    await asyncio.sleep(head_start)
+    return task
 
 
 # --- answers --------------------------------------------------------------------------------
@@ -136,7 +132,7 @@ def test_pass_through_costs_zero_queries(resolver: Resolver, dns: ClusterDNS, ho
 
 
 def test_unknown_service_passes_through_and_is_cached_negatively(
-    resolver: Resolver, dns: ClusterDNS, clock: Clock
+    resolver: Resolver, dns: ClusterDNS, clock: FakeClock
 ) -> None:
     r = resolver.resolve("nope")
     assert not r.is_alias and r.tls_name == "nope"
@@ -190,7 +186,9 @@ def test_zone_edge_server_is_followed(dns: ClusterDNS) -> None:
 # --- cache ----------------------------------------------------------------------------------
 
 
-def test_cache_lifetime_is_smallest_ttl(resolver: Resolver, dns: ClusterDNS, clock: Clock) -> None:
+def test_cache_lifetime_is_smallest_ttl(
+    resolver: Resolver, dns: ClusterDNS, clock: FakeClock
+) -> None:
     first = resolver.resolve("database")
     clock.advance(4.9)
     assert resolver.resolve("database") is first
@@ -205,7 +203,12 @@ def test_cache_lifetime_is_smallest_ttl(resolver: Resolver, dns: ClusterDNS, clo
     "min_ttl, max_ttl, fresh_at, stale_at", [(0, 2, 1.9, 2.1), (8, 300, 7.9, 8.1)]
 )
 def test_ttl_clamp(
-    dns: ClusterDNS, clock: Clock, min_ttl: float, max_ttl: float, fresh_at: float, stale_at: float
+    dns: ClusterDNS,
+    clock: FakeClock,
+    min_ttl: float,
+    max_ttl: float,
+    fresh_at: float,
+    stale_at: float,
 ) -> None:
     resolver = dns.resolver(clock=clock, min_ttl=min_ttl, max_ttl=max_ttl)
     resolver.resolve("database")
@@ -280,10 +283,8 @@ async def test_cancelled_leader_does_not_strand_followers(
     resolver: Resolver, dns: ClusterDNS
 ) -> None:
     dns.delay(FQDN, 0.3)
-    leader = asyncio.ensure_future(resolver.aresolve("database"))
-    await asyncio.sleep(0.05)
-    follower = asyncio.ensure_future(resolver.aresolve("database"))
-    await asyncio.sleep(0.05)
+    leader = await in_flight(resolver, 0.05)
+    follower = await in_flight(resolver, 0.05)
     leader.cancel()
     result = await asyncio.wait_for(follower, 3)
     assert result.tls_name == RDS
@@ -314,7 +315,7 @@ def test_errors_reach_every_waiter(resolver: Resolver, dns: ClusterDNS) -> None:
 
 
 @pytest.mark.parametrize("fault", ["servfail", "refused", "drop"])
-def test_serve_stale_on_server_failure(dns: ClusterDNS, clock: Clock, fault: str) -> None:
+def test_serve_stale_on_server_failure(dns: ClusterDNS, clock: FakeClock, fault: str) -> None:
     resolver = dns.resolver(clock=clock, timeout=0.4, max_stale=30)
     fresh = resolver.resolve("database")
     dns.fault(FQDN, fault)
@@ -338,7 +339,7 @@ def test_serve_stale_on_server_failure(dns: ClusterDNS, clock: Clock, fault: str
     assert wait_for(lambda: not resolver.resolve("database").stale)
 
 
-def test_stale_bound(dns: ClusterDNS, clock: Clock) -> None:
+def test_stale_bound(dns: ClusterDNS, clock: FakeClock) -> None:
     resolver = dns.resolver(clock=clock, timeout=0.3, max_stale=10)
     resolver.resolve("database")
     dns.fault(FQDN, "servfail")
@@ -351,7 +352,7 @@ def test_stale_bound(dns: ClusterDNS, clock: Clock) -> None:
 
 
 def test_past_the_stale_bound_every_failure_names_the_answer_no_longer_served(
-    dns: ClusterDNS, clock: Clock
+    dns: ClusterDNS, clock: FakeClock
 ) -> None:
     resolver = dns.resolver(clock=clock, timeout=0.3, max_stale=10)
     resolver.resolve("database")
@@ -376,7 +377,7 @@ def test_past_the_stale_bound_every_failure_names_the_answer_no_longer_served(
 
 
 def test_a_failure_without_a_previous_answer_does_not_mention_the_stale_bound(
-    dns: ClusterDNS, clock: Clock
+    dns: ClusterDNS, clock: FakeClock
 ) -> None:
     resolver = dns.resolver(clock=clock, timeout=0.3, max_stale=10)
     dns.fault(FQDN, "servfail")
@@ -385,7 +386,7 @@ def test_a_failure_without_a_previous_answer_does_not_mention_the_stale_bound(
     assert "KUBEALIAS_MAX_STALE" not in str(info.value)
 
 
-def test_nxdomain_is_never_masked_by_stale(dns: ClusterDNS, clock: Clock) -> None:
+def test_nxdomain_is_never_masked_by_stale(dns: ClusterDNS, clock: FakeClock) -> None:
     resolver = dns.resolver(clock=clock, max_stale=300)
     assert resolver.resolve("database").is_alias
     dns.remove_service("database", "production")
@@ -400,7 +401,7 @@ def test_no_stale_without_previous_answer(dns: ClusterDNS) -> None:
         dns.resolver(timeout=0.5).resolve(FQDN)
 
 
-async def test_async_serve_stale(dns: ClusterDNS, clock: Clock) -> None:
+async def test_async_serve_stale(dns: ClusterDNS, clock: FakeClock) -> None:
     resolver = dns.resolver(clock=clock, timeout=0.3)
     await resolver.aresolve("database")
     dns.fault(FQDN, "drop")
@@ -408,7 +409,7 @@ async def test_async_serve_stale(dns: ClusterDNS, clock: Clock) -> None:
     assert (await resolver.aresolve("database")).stale
 
 
-def test_migration_externalname_to_clusterip(dns: ClusterDNS, clock: Clock) -> None:
+def test_migration_externalname_to_clusterip(dns: ClusterDNS, clock: FakeClock) -> None:
     resolver = dns.resolver(clock=clock)
     assert resolver.resolve("database").tls_name == RDS
     dns.cluster_ip("database", "production", "127.0.0.50")
@@ -559,7 +560,9 @@ def test_default_resolver_from_environment(
 # --- findings of the review: each a scenario that once went wrong -------------------------
 
 
-def test_stale_never_masks_nxdomain_of_the_answering_name(dns: ClusterDNS, clock: Clock) -> None:
+def test_stale_never_masks_nxdomain_of_the_answering_name(
+    dns: ClusterDNS, clock: FakeClock
+) -> None:
     resolver = dns.resolver(clock=clock, timeout=0.5)
     assert resolver.resolve("database").is_alias
     dns.remove_service("database", "production")  # the Service is deleted: NXDOMAIN ...
@@ -569,7 +572,7 @@ def test_stale_never_masks_nxdomain_of_the_answering_name(dns: ClusterDNS, clock
         resolver.resolve("database")
 
 
-def test_failures_are_cached_briefly(dns: ClusterDNS, clock: Clock) -> None:
+def test_failures_are_cached_briefly(dns: ClusterDNS, clock: FakeClock) -> None:
     dns.fault(FQDN, "servfail")
     resolver = dns.resolver(clock=clock, timeout=0.5)
     for _ in range(3):
@@ -582,7 +585,7 @@ def test_failures_are_cached_briefly(dns: ClusterDNS, clock: Clock) -> None:
     assert queries(dns) == (4, 4)
 
 
-def test_outage_costs_one_timeout_not_one_per_recheck(dns: ClusterDNS, clock: Clock) -> None:
+def test_outage_costs_one_timeout_not_one_per_recheck(dns: ClusterDNS, clock: FakeClock) -> None:
     resolver = dns.resolver(clock=clock, timeout=0.4, max_stale=60)
     resolver.resolve("database")
     dns.fault(FQDN, "drop")
@@ -652,8 +655,7 @@ async def test_sync_call_inside_a_coroutine_while_async_lookup_runs(
     resolver: Resolver, dns: ClusterDNS
 ) -> None:
     dns.delay(FQDN, 0.1)
-    pending = asyncio.ensure_future(resolver.aresolve("database"))
-    await asyncio.sleep(0.01)
+    pending = await in_flight(resolver, 0.01)
     started = time.monotonic()
     assert resolver.resolve("database").tls_name == RDS  # no deadlock on our own loop
     assert time.monotonic() - started < 1.0

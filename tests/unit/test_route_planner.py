@@ -6,12 +6,14 @@ import pytest
 
 import kubealias
 from kubealias._http import RoutePlanner
-from kubealias.testing import ClusterDNS, Fault
-from tests.unit.conftest import PAYMENT, FakeClock
+from kubealias.testing import ClusterDNS, FakeClock, Fault
+from tests.unit.conftest import PAYMENT
 
 
 @pytest.fixture
-def counted(dns: ClusterDNS, clock: FakeClock) -> tuple[kubealias.Resolver, list[str]]:
+def counted(
+    dns: ClusterDNS, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> tuple[kubealias.Resolver, list[str]]:
     """A resolver on the fake clock whose resolve() calls are recorded."""
     resolver = dns.resolver(clock=clock, timeout=0.4, max_stale=30)
     calls: list[str] = []
@@ -21,7 +23,7 @@ def counted(dns: ClusterDNS, clock: FakeClock) -> tuple[kubealias.Resolver, list
         calls.append(host)
         return real(host)
 
-    resolver.resolve = resolve  # type: ignore[method-assign]
+    monkeypatch.setattr(resolver, "resolve", resolve)
     return resolver, calls
 
 

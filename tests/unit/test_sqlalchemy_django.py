@@ -162,7 +162,8 @@ def test_sync_engine_conninfo_not_utf8_never_shows_the_password(
     install(engine, resolver=pg_resolver)
     with pytest.raises(sqlalchemy.exc.SQLAlchemyError) as info:
         engine.connect()
-    seen, errors = [info.value], []
+    seen: list[BaseException] = [info.value]
+    errors: list[BaseException] = []
     while seen:
         error = seen.pop()
         errors.append(error)

@@ -4,9 +4,11 @@ nothing in the repository pointing at a file outside it (docs/design.md, "Code l
 from __future__ import annotations
 
 import ast
+import importlib
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -115,3 +117,18 @@ def test_nothing_points_outside_the_repository(needle: str) -> None:
         if path.is_file() and needle in path.read_text(encoding="utf-8", errors="replace")
     ]
     assert hits == []
+
+
+@pytest.mark.parametrize("facade", ["kubealias", "kubealias.testing"])
+def test_all_is_exactly_the_public_names(facade: str) -> None:
+    """As httpx's test_exported_members: nothing public left out of ``__all__``, nothing in
+    it that the module does not define."""
+    module = importlib.import_module(facade)
+    public = {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and name != "annotations"
+        and not (isinstance(value, ModuleType) and name not in module.__all__)
+    }
+    assert sorted(module.__all__) == sorted(public)

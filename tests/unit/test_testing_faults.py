@@ -21,7 +21,9 @@ DB = "database.production.svc.cluster.local"
 ORDERS = "orders.production.svc.cluster.local"
 
 
-def ask(server: ClusterDNS, name: str, rdtype: str = "A", *, tcp: bool = False):
+def ask(
+    server: ClusterDNS, name: str, rdtype: str = "A", *, tcp: bool = False
+) -> dns.message.Message:
     query = dns.message.make_query(name, rdtype)
     if tcp:
         return dns.query.tcp(query, server.host, port=server.port, timeout=2)

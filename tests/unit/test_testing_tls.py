@@ -55,6 +55,13 @@ def handshake(
         raise
 
 
+def sans(tls: ssl.SSLSocket) -> Any:
+    """The subjectAltName of the verified peer certificate."""
+    cert = tls.getpeercert()
+    assert cert is not None  # None only before the handshake
+    return cert["subjectAltName"]
+
+
 def get(tls: ssl.SSLSocket, host: str, path: str = "/", method: str = "GET") -> tuple[int, Any]:
     """One HTTP/1.1 request on an open TLS connection; returns (status, JSON body or b"")."""
     conn = http.client.HTTPConnection("unused")
@@ -71,7 +78,7 @@ def get(tls: ssl.SSLSocket, host: str, path: str = "/", method: str = "GET") -> 
 @pytest.mark.parametrize("name", [API, DB, API.upper()])
 def test_each_name_gets_its_own_certificate(server: TLSServer, name: str) -> None:
     with handshake(server, name) as tls:
-        assert tls.getpeercert()["subjectAltName"] == (("DNS", name.lower()),)  # type: ignore[index]
+        assert sans(tls) == (("DNS", name.lower()),)
         assert tls.recv(100) == f"hello, verified client of {name}\n".encode()  # recorded by now
     assert server.connections[-1].sni == name
     assert server.connections[-1].vhost == name.lower()
@@ -88,15 +95,15 @@ def test_unknown_sni_gets_the_default_certificate(server: TLSServer) -> None:
 def test_no_sni_gets_the_default_certificate_valid_for_127_0_0_1(server: TLSServer) -> None:
     # An IP literal as server_hostname: Python sends no SNI and verifies the address.
     with handshake(server, "127.0.0.1") as tls:
-        sans = tls.getpeercert()["subjectAltName"]  # type: ignore[index]
+        names = sans(tls)
         assert tls.recv(100) == b"hello, verified client of \n"
-    assert ("IP Address", "127.0.0.1") in sans
+    assert ("IP Address", "127.0.0.1") in names
     assert (server.connections[-1].sni, server.connections[-1].vhost) == (None, None)
 
 
 def test_default_names_can_be_chosen(ca: trustme.CA) -> None:
     with TLSServer(ca=ca, default_names=[DB]) as server, handshake(server, DB) as tls:
-        assert tls.getpeercert()["subjectAltName"] == (("DNS", DB),)  # type: ignore[index]
+        assert sans(tls) == (("DNS", DB),)
     assert (server.connections[-1].sni, server.connections[-1].vhost) == (DB, None)
     assert DEFAULT_NAMES == ("127.0.0.1", "*.cdn.invalid")  # the documented default
 

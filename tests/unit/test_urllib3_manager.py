@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib
+import importlib.metadata
 import inspect
 import json
 import socket
@@ -16,8 +17,8 @@ from typing import Any
 import pytest
 import urllib3
 from urllib3 import poolmanager
-from urllib3.connection import HTTPConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
     InsecureRequestWarning,
@@ -32,10 +33,10 @@ from urllib3.util.retry import Retry
 import kubealias._http
 from kubealias import PolicyError, ResolutionError, Resolver
 from kubealias._http import Route, connect_first, plan_route
-from kubealias.testing import ClusterDNS, TLSServer
+from kubealias.testing import ClusterDNS, FakeClock, TLSServer
 from kubealias.urllib3 import PoolManager, ProxyManager
 from tests.unit._connect_proxy import ConnectProxy
-from tests.unit.conftest import DEAD, PAYMENT, SECOND, WRONG, FakeClock, url
+from tests.unit.conftest import DEAD, PAYMENT, SECOND, WRONG, host_header, url
 
 ALIAS_HTTPS = kubealias.urllib3._AliasHTTPSConnectionPool
 ALIAS_HTTP = kubealias.urllib3._AliasHTTPConnectionPool
@@ -51,16 +52,6 @@ def echo(response: urllib3.BaseHTTPResponse) -> dict[str, Any]:
     assert response.status == 200, response.data
     body: dict[str, Any] = response.json()
     return body
-
-
-def host_header(pool: HTTPConnectionPool, **headers: str) -> str | None:
-    """The Host line a request on a new connection of ``pool`` would send (no I/O)."""
-    conn = pool._new_conn()
-    conn.putrequest("GET", "/", skip_host="host" in {k.lower() for k in headers})
-    lines = [line.decode() for line in conn._buffer]  # type: ignore[attr-defined]
-    hosts = [line.split(": ", 1)[1] for line in lines if line.lower().startswith("host:")]
-    assert len(hosts) <= 1
-    return hosts[0] if hosts else None
 
 
 # --- the route (kubealias._http, shared by every adapter) -----------------------------------------
@@ -128,17 +119,19 @@ def test_alias_pool_and_its_verified_connection(http: PoolManager, server: TLSSe
     pool = http.connection_from_url(target)
     response = http.request("GET", target, preload_content=False)
     conn = response.connection
-    assert conn is not None
+    assert isinstance(conn, HTTPSConnection)
     sock = conn.sock
 
     assert type(pool) is ALIAS_HTTPS
     assert (pool.host, pool.port) == ("payment-api", server.port)
     assert pool.conn_kw["server_hostname"] == PAYMENT
     assert pool.assert_hostname is None  # kubealias never touches it
-    assert conn.is_verified  # type: ignore[attr-defined]
+    assert conn.is_verified
     assert isinstance(sock, ssl.SSLSocket)
     assert sock.server_hostname == PAYMENT
-    assert sock.getpeercert()["subjectAltName"] == (("DNS", PAYMENT),)
+    cert = sock.getpeercert()
+    assert cert is not None
+    assert cert["subjectAltName"] == (("DNS", PAYMENT),)
     assert sock.getpeername() == ("127.0.0.1", server.port)
     response.read()
     response.release_conn()
@@ -200,7 +193,8 @@ def test_redirect_to_another_host_does_not_carry_the_rewritten_host(
 
     final = echo(response)
     assert (final["sni"], final["host"], final["path"]) == (sni, f"{host}:{server.port}", "/final")
-    (hop,) = response.retries.history  # type: ignore[union-attr]
+    assert response.retries is not None
+    (hop,) = response.retries.history
     assert (hop.status, hop.redirect_location) == (302, target)
 
 
@@ -256,7 +250,7 @@ def test_certificate_for_another_name_fails(http: PoolManager, server: TLSServer
 def test_untrusted_ca_fails(
     resolver: Resolver, server: TLSServer, other_cafile: str, ca_certs: str
 ) -> None:
-    kwargs = {"ca_certs": other_cafile} if ca_certs == "other" else {}
+    kwargs: dict[str, Any] = {"ca_certs": other_cafile} if ca_certs == "other" else {}
     with PoolManager(resolver=resolver, **kwargs) as http, pytest.raises(MaxRetryError) as info:
         http.request("GET", url(server.port, "payment-api"), retries=1)
 
@@ -312,7 +306,8 @@ def _same_failure(http: PoolManager, alias: str, port: int, **kw: Any) -> type[E
         http.request("GET", url(port, alias), **kw)
     assert type(ours.value) is type(base.value)
     if isinstance(ours.value, MaxRetryError):
-        assert type(ours.value.reason) is type(base.value.reason)  # type: ignore[attr-defined]
+        assert isinstance(base.value, MaxRetryError)  # the same type, as just checked
+        assert type(ours.value.reason) is type(base.value.reason)
     return type(ours.value)
 
 
@@ -558,8 +553,9 @@ def test_the_urllib3_code_kubealias_follows_has_not_changed_shape(
     for part in qualname.split("."):
         target = getattr(target, part)
 
+    version = importlib.metadata.version("urllib3")
     assert _shape(target) == FOLLOWED[module, qualname], (
-        f"{module}.{qualname} changed shape in urllib3 {urllib3.__version__} (fingerprint "
+        f"{module}.{qualname} changed shape in urllib3 {version} (fingerprint "
         "taken from urllib3 2.8.0): re-read it, bring kubealias/urllib3.py in line with it, "
         "then update FOLLOWED"
     )
