@@ -25,7 +25,7 @@ def test_first_caller_leads_and_later_ones_join() -> None:
 def test_landing_hands_the_result_to_waiters_and_frees_the_key() -> None:
     flights: Flights[str] = Flights()
     flight, _ = flights.join("db", time.monotonic() + 1)
-    got: list[str] = []
+    got: list[str | None] = []
     waiter = threading.Thread(target=lambda: got.append(flight.wait(time.monotonic() + 1)))
     waiter.start()
     flight.land("answer")
