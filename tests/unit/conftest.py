@@ -21,6 +21,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -286,3 +287,17 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def run_readme_tests(heading: str, cluster_dns: ClusterDNS) -> None:
+    """Run the ``test_*`` functions of the first Python block under ``heading`` in the README,
+    with ``cluster_dns``: the README's examples are code that runs."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split(heading, 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    tests = [fn for name, fn in namespace.items() if name.startswith("test_")]
+    assert tests
+    for test in tests:
+        test(cluster_dns)

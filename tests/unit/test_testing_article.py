@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import pytest
 
 from kubealias.testing import ClusterDNS, article
+from tests.unit.conftest import run_readme_tests
 
 
 def by_name(services: tuple[article.ArticleService, ...]) -> dict[str, article.ArticleService]:
@@ -95,12 +93,4 @@ def test_cluster_dns_serves_the_table(cluster_dns: ClusterDNS) -> None:
 
 
 def test_readme_example_runs(cluster_dns: ClusterDNS) -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme.split("### The article's services as data", 1)[1]
-    code = section.split("```python\n", 1)[1].split("```", 1)[0]
-    namespace: dict[str, Any] = {}
-    exec(compile(code, "README.md", "exec"), namespace)
-    tests = [fn for name, fn in namespace.items() if name.startswith("test_")]
-    assert tests
-    for test in tests:
-        test(cluster_dns)
+    run_readme_tests("### The article's services as data", cluster_dns)

@@ -20,6 +20,7 @@ import trustme
 
 import kubealias.testing._tls
 from kubealias.testing import DEFAULT_NAMES, ClusterDNS, Reply, Request, TLSServer
+from tests.unit.conftest import run_readme_tests
 
 ROOT = Path(__file__).resolve().parents[2]
 API = "api.example.test"
@@ -260,12 +261,4 @@ def test_module_docstring_example_runs(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_readme_example_runs(cluster_dns: ClusterDNS) -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("### A TLS server for the external name", 1)[1]
-    code = section.split("```python\n", 1)[1].split("```", 1)[0]
-    namespace: dict[str, Any] = {}
-    exec(compile(code, "README.md", "exec"), namespace)
-    tests = [fn for name, fn in namespace.items() if name.startswith("test_")]
-    assert tests
-    for test in tests:
-        test(cluster_dns)
+    run_readme_tests("### A TLS server for the external name", cluster_dns)
