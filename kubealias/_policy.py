@@ -24,6 +24,7 @@ from ._names import candidates, classify, in_domain, normalize
 
 __all__ = [
     "FAILURE_TTL",
+    "STALE_NOTICE",
     "STALE_RECHECK",
     "Decision",
     "chain_failure",
@@ -42,6 +43,9 @@ STALE_RECHECK = 1.0
 FAILURE_TTL = 1.0
 
 Verdict = Literal["answer", "stale", "refused", "failed"]
+#: The warning of the first stale answer of an outage (a logging template: its arguments are
+#: :attr:`Decision.notice`, so that log filters and error trackers group on the template).
+STALE_NOTICE = "DNS failure for %s (%s): serving the previous answer for up to %g s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +61,8 @@ class Decision:
         value: the :class:`Resolution` or the error.
         expires: clock value until which the cached value is served (unused for ``stale``).
         last: for ``failed``, the answer it replaces, kept with the cached failure.
-        notice: a warning for the operator (the first stale answer of an outage), or ``""``.
+        notice: the arguments of :data:`STALE_NOTICE` for the first stale answer of an outage
+            (the operator is warned once per outage), else empty.
         unpinned: an alias rewritten while no allowlist is set (the resolver warns once).
     """
 
@@ -65,7 +70,7 @@ class Decision:
     value: Resolution | KubeAliasError
     expires: float = 0.0
     last: Resolution | None = None
-    notice: str = ""
+    notice: tuple[object, ...] = ()
     unpinned: bool = False
 
 
@@ -271,12 +276,9 @@ def _serve_stale(
         return None
     if any(a.name == value.fqdn and a.status in ("nxdomain", "nodata") for a in outcome.tried):
         return None
-    notice = ""
+    notice: tuple[object, ...] = ()
     if previous.failed_at is None:
-        notice = (
-            f"DNS failure for {value.name} ({outcome.detail}): serving the previous answer "
-            f"for up to {previous.expires + config.max_stale - now:g} s"
-        )
+        notice = (value.name, outcome.detail, previous.expires + config.max_stale - now)
     stale = _stale(value, f"DNS failure ({outcome.detail})", outcome.tried)
     return Decision("stale", stale, notice=notice)
 

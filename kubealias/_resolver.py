@@ -283,26 +283,30 @@ class Resolver:
     def _lookup(self, job: _Job) -> Resolution:
         tries = functools.partial(schedule, self.config, job.deadline)
         steps = lookup(job.names)
+        outcome: Outcome | ChainError
         try:
             batch = next(steps)
             while True:
                 batch = steps.send(exchange(batch, tries, job.deadline))
         except StopIteration as stop:
-            return self._settle(job, stop.value)
+            outcome = stop.value
         except ChainError as exc:
-            return self._settle(job, exc)
+            outcome = exc  # settled outside the handler: the error raised has no context
+        return self._settle(job, outcome)
 
     async def _alookup(self, job: _Job) -> Resolution:
         tries = functools.partial(schedule, self.config, job.deadline)
         steps = lookup(job.names)
+        outcome: Outcome | ChainError
         try:
             batch = next(steps)
             while True:
                 batch = steps.send(await exchange_async(batch, tries, job.deadline))
         except StopIteration as stop:
-            return self._settle(job, stop.value)
+            outcome = stop.value
         except ChainError as exc:
-            return self._settle(job, exc)
+            outcome = exc  # settled outside the handler: the error raised has no context
+        return self._settle(job, outcome)
 
     def _settle(self, job: _Job, outcome: Outcome | ChainError) -> Resolution:
         """Decide what the lookup means (policy), then carry it out."""
@@ -319,7 +323,7 @@ class Resolver:
         if decision.verdict == "stale":
             assert isinstance(value, Resolution) and entry is not None
             if decision.notice:
-                log.warning("%s", decision.notice)
+                log.warning(_policy.STALE_NOTICE, *decision.notice)
             entry.failed_at = self._clock()
             return value
         self._cache.put(host, Entry(value, decision.expires, decision.last))

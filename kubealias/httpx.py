@@ -89,9 +89,10 @@ httpcore documents its network backends as public API
 its transports (https://github.com/encode/httpx/discussions/3180, PR #3749 open). So the backend
 is installed on the pool that httpx built, through ``HTTPTransport._pool`` and
 ``ConnectionPool._network_backend``; both are checked before use, and an httpx or httpcore that
-lacks them fails loudly rather than connect by name: the request raises
-:class:`~kubealias.KubeAliasError` naming the httpx and httpcore versions and the attribute
-missing (:func:`_pin`).
+lacks them fails loudly rather than connect by name: the request raises ``RuntimeError`` naming
+the httpx and httpcore versions and the attribute missing (:func:`_pin`). Not an ``OSError``
+(which every ``KubeAliasError`` is): retry-on-network-error code must not take a version mismatch
+for a passing network failure.
 
 Alias requests reach that pool through httpx's own glue, ``map_httpcore_exceptions`` and
 ``ResponseStream``/``AsyncResponseStream`` from ``httpx._transports.default`` (the same mapping
@@ -429,7 +430,7 @@ def _pin(transport: _Inner, route: Route) -> _Inner:
     """Make ``transport``'s pool connect to ``route.addresses`` (see the module docstring).
 
     Raises:
-        KubeAliasError: This httpx/httpcore has no ``HTTPTransport._pool`` or
+        RuntimeError: This httpx/httpcore has no ``HTTPTransport._pool`` or
             ``ConnectionPool._network_backend`` of the expected types: connecting to an alias
             by its name instead would be wrong, so the request fails, naming the versions.
     """
@@ -447,7 +448,7 @@ def _pin(transport: _Inner, route: Route) -> _Inner:
             if pool is None
             else f"{type(pool).__name__}._network_backend"
         )
-        raise KubeAliasError(
+        raise RuntimeError(
             f"kubealias.httpx cannot pin the addresses of {route.name!r}: httpx "
             f"{httpx.__version__} with httpcore {httpcore.__version__} has no usable {missing} "
             f"(kubealias.httpx was tested with {_TESTED}); refusing to connect to an alias by "
@@ -701,7 +702,7 @@ class HTTPTransport(_Core[httpx.HTTPTransport], httpx.BaseTransport):
             httpx.ConnectError: The host cannot be resolved safely (the kubealias error is the
                 cause), or no address accepted the connection.
             httpx.HTTPError: Anything httpx's own transport raises.
-            KubeAliasError: This httpx cannot connect to an alias's addresses (see ``_pin``).
+            RuntimeError: This httpx cannot connect to an alias's addresses (see ``_pin``).
         """
         url = request.url
         scheme = url.scheme  # each URL property decodes again: read once
@@ -779,7 +780,7 @@ class AsyncHTTPTransport(_Core[httpx.AsyncHTTPTransport], httpx.AsyncBaseTranspo
             httpx.ConnectError: The host cannot be resolved safely (the kubealias error is the
                 cause), or no address accepted the connection.
             httpx.HTTPError: Anything httpx's own transport raises.
-            KubeAliasError: This httpx cannot connect to an alias's addresses (see ``_pin``).
+            RuntimeError: This httpx cannot connect to an alias's addresses (see ``_pin``).
         """
         url = request.url
         scheme = url.scheme  # as in HTTPTransport, with aplan and awaits

@@ -13,6 +13,7 @@ from kubealias._chain import Attempt, Outcome
 from kubealias._models import Resolution
 from kubealias._policy import (
     FAILURE_TTL,
+    STALE_NOTICE,
     STALE_RECHECK,
     chain_failure,
     decide,
@@ -197,10 +198,13 @@ def test_failure_serves_the_previous_answer_stale_and_notes_the_first() -> None:
     assert decision.verdict == "stale"
     assert isinstance(decision.value, Resolution) and decision.value.stale
     assert decision.value.tls_name == RDS
-    assert decision.notice.startswith("DNS failure for database (timed out)")
+    assert decision.notice == ("database", "timed out", 290.0)
+    assert STALE_NOTICE % decision.notice == (
+        "DNS failure for database (timed out): serving the previous answer for up to 290 s"
+    )
     previous.failed_at = NOW - 2
     again = decide("database", TIMED_OUT, config(max_stale=300), previous, NOW, clock)
-    assert again.verdict == "stale" and again.notice == ""
+    assert again.verdict == "stale" and again.notice == ()
     assert previous.failed_at == NOW - 2  # deciding writes nothing
 
 

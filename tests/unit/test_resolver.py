@@ -660,3 +660,33 @@ async def test_sync_call_inside_a_coroutine_while_async_lookup_runs(
     assert resolver.resolve("database").tls_name == RDS  # no deadlock on our own loop
     assert time.monotonic() - started < 1.0
     assert (await pending).tls_name == RDS
+
+
+def test_the_first_stale_answer_is_logged_with_a_template(
+    dns: ClusterDNS, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Log filters and error trackers group records by template: the arguments stay arguments.
+    resolver = dns.resolver(clock=clock, timeout=0.3, max_stale=30)
+    resolver.resolve("database")
+    dns.fault(FQDN, "servfail")
+    clock.advance(6)
+    with caplog.at_level(logging.WARNING, logger="kubealias"):
+        assert resolver.resolve("database").stale
+        assert resolver.resolve("database").stale
+    (record,) = [r for r in caplog.records if "serving the previous answer" in r.getMessage()]
+    assert record.msg == "DNS failure for %s (%s): serving the previous answer for up to %g s"
+    assert isinstance(record.args, tuple)
+    assert record.args[:2] == ("database", "server failure (SERVFAIL)")
+
+
+@pytest.mark.parametrize("path", ["sync", "async"])
+def test_a_chain_error_carries_no_internal_context(dns: ClusterDNS, path: str) -> None:
+    dns.fault(FQDN, "cname_loop")
+    resolver = dns.resolver()
+    with pytest.raises(ChainError) as info:
+        if path == "sync":
+            resolver.resolve("database")
+        else:
+            asyncio.run(resolver.aresolve("database"))
+    assert info.value.name == "database"
+    assert info.value.__context__ is None and info.value.__cause__ is None
