@@ -10,17 +10,15 @@ round trip, not two.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
+import enum
 import selectors
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Final, Literal
 
-import dns.asyncbackend
 import dns.asyncquery
 import dns.exception
-import dns.inet
 import dns.message
 import dns.query
 import dns.rcode
@@ -46,8 +44,14 @@ _FAILURES = (dns.exception.DNSException, OSError, EOFError, ValueError)
 
 #: Yields (server, port, seconds) for each try; see :func:`schedule`.
 Tries = Iterator[tuple[str, int, float]]
+
+
+class _Truncated(enum.Enum):
+    TRUNCATED = "truncated"
+
+
 #: What :func:`accept` returns for a truncated answer to our question: ask again over TCP.
-TRUNCATED: Final = "truncated"
+TRUNCATED: Final = _Truncated.TRUNCATED
 
 
 def schedule(config: Config, deadline: float) -> Tries:
@@ -70,7 +74,7 @@ def schedule(config: Config, deadline: float) -> Tries:
 
 def accept(
     wire: bytes, query: dns.message.Message
-) -> dns.message.Message | Literal["truncated"] | None:
+) -> dns.message.Message | Literal[_Truncated.TRUNCATED] | None:
     """The answer to ``query`` in one datagram, :data:`TRUNCATED`, or None to keep waiting.
 
     One rule for the blocking and the asyncio path: a datagram that is not the answer to the
@@ -200,7 +204,7 @@ def _receive(
     except OSError as exc:
         return exc
     reply = accept(wire, query)
-    if isinstance(reply, str):  # TRUNCATED: ask again over TCP
+    if reply is TRUNCATED:  # ask again over TCP
         left = deadline - time.monotonic()
         if left <= 0:
             return _timeout()
@@ -247,31 +251,31 @@ async def _udp_async(
 ) -> dns.message.Message | None:
     """One try at one server: the answer to ``query``, or None when it came truncated.
 
+    A connected socket, as in the blocking path: the kernel drops datagrams from any other
+    source and reports ICMP "port unreachable" as ``ConnectionRefusedError``, so both paths see
+    the same server behaviour. The socket is read through the running loop (asyncio); every
+    datagram is judged by :func:`accept`.
+
     Raises:
         TimeoutError: no answer by ``end``.
         OSError: the network said no.
     """
-    backend = dns.asyncbackend.get_default_backend()
-    family = dns.inet.af_for_address(server)
-    destination = (server, port) if family == socket.AF_INET else (server, port, 0, 0)
-    # dnspython's backends are not annotated; these two are its documented socket factory.
-    connect = destination if backend.datagram_connection_required() else None  # type: ignore[no-untyped-call]
-    sock = await backend.make_socket(family, socket.SOCK_DGRAM, 0, None, connect)  # type: ignore[no-untyped-call]
-    async with sock:
-        await sock.sendto(wire, None if connect else destination, None)
-        server_ip = ipaddress.ip_address(server)
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in server else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        sock.connect((server, port))
+        sock.send(wire)  # a datagram to a connected socket: never blocks for long
         while True:
             left = end - time.monotonic()
             if left <= 0:
                 raise _timeout()
             try:
-                datagram, source = await sock.recvfrom(65535, left)
-            except dns.exception.Timeout:
+                datagram = await asyncio.wait_for(loop.sock_recv(sock, 65535), left)
+            except asyncio.TimeoutError:
                 raise _timeout() from None
-            if source[1] != port or ipaddress.ip_address(source[0]) != server_ip:
-                continue  # another source: never an answer (the sync path's socket is connected)
             reply = accept(datagram, query)
-            if isinstance(reply, str):  # TRUNCATED: the caller asks over TCP
+            if reply is TRUNCATED:
                 return None
             if reply is not None:
                 return reply

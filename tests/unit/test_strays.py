@@ -156,3 +156,23 @@ def test_strays_alone_wait_until_the_deadline(kind: str, path: str) -> None:
     assert isinstance(reply, TimeoutError), reply
     # Kept waiting for the real answer for the whole try, not giving up at the stray.
     assert PER_TRY - 0.05 <= waited < PER_TRY + 0.5
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_closed_port_is_refused_at_once_on_both_paths(path: str) -> None:
+    # Both paths use connected sockets, so both hear ICMP "port unreachable".
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    def tries() -> Iterator[tuple[str, int, float]]:
+        yield "127.0.0.1", port, PER_TRY
+
+    deadline = time.monotonic() + PER_TRY
+    start = time.monotonic()
+    if path == "sync":
+        reply = exchange([QUESTION], tries, deadline)[0]
+    else:
+        reply = asyncio.run(exchange_async([QUESTION], tries, deadline))[0]
+    assert isinstance(reply, ConnectionRefusedError), reply
+    assert time.monotonic() - start < PER_TRY / 2

@@ -203,8 +203,7 @@ DNS_TIMEOUT = 0.5
         ("policy", "PolicyError", ["KUBEALIAS_ALLOWED_TARGETS", L.PAYMENT_API_TARGET]),
         ("ip-literal-target", "ChainError", ["127.0.0.99", "IP address literal"]),
         ("dns-hung", "ResolutionError", ["DNS failure: timed out", L.PAYMENT_API]),
-        # Refused (ICMP) for the blocking resolver; the asyncio one's unconnected UDP socket
-        # never hears it and times out.
+        # Refused (ICMP): both resolvers' UDP sockets are connected and hear it.
         ("dns-down", "ResolutionError", ["DNS failure", L.PAYMENT_API]),
     ],
 )
