@@ -25,6 +25,7 @@ __all__ = [
     "SETTINGS",
     "Config",
     "Fallback",
+    "Reading",
     "ResolvConf",
     "Setting",
     "parse_resolv_conf",
@@ -291,7 +292,7 @@ def _show_aliases(value: Mapping[str, str]) -> str:
 
 
 @dataclass
-class _Reading:
+class Reading:
     """What a fallback may consult: resolv.conf, the namespace file and the settings read so far."""
 
     resolv: ResolvConf
@@ -303,11 +304,11 @@ class _Reading:
 
 @dataclass(frozen=True)
 class Fallback:
-    """The value of a setting that nobody gave, and its source, derived from a ``_Reading``."""
+    """The value of a setting that nobody gave, and its source, derived from a ``Reading``."""
 
     #: How the value is found, for the README (Markdown).
     doc: str
-    derive: Callable[[_Reading], tuple[Any, str]]
+    derive: Callable[[Reading], tuple[Any, str]]
 
 
 def _default_source(note: str) -> str:
@@ -332,7 +333,7 @@ def _from_resolv_conf(
 ) -> Fallback:
     """What resolv.conf (with ``LOCALDOMAIN``/``RES_OPTIONS``) says, else ``default``."""
 
-    def derive(reading: _Reading) -> tuple[Any, str]:
+    def derive(reading: Reading) -> tuple[Any, str]:
         value = getattr(reading.resolv, attr)
         if value is None or value == () or (zero_is_unset and value == 0):
             return default, _default_source(note)
@@ -341,7 +342,7 @@ def _from_resolv_conf(
     return Fallback(doc, derive)
 
 
-def _cluster_domain_from_search(reading: _Reading) -> tuple[Any, str]:
+def _cluster_domain_from_search(reading: Reading) -> tuple[Any, str]:
     # The kubelet writes "<ns>.svc.<domain> svc.<domain> <domain>": the svc. entry names it.
     for domain in reading.values["search"]:
         if domain.startswith("svc."):
@@ -349,7 +350,7 @@ def _cluster_domain_from_search(reading: _Reading) -> tuple[Any, str]:
     return "cluster.local", "default"
 
 
-def _namespace_of_pod(reading: _Reading) -> tuple[Any, str]:
+def _namespace_of_pod(reading: Reading) -> tuple[Any, str]:
     from_file = _read_namespace(reading.namespace_file)
     if from_file:
         return from_file, f"service-account file {reading.namespace_file}"
@@ -387,7 +388,7 @@ class Setting:
     finish: Callable[[str, Any, Any, Mapping[str, Any]], Any] | None = None
 
     def read(
-        self, keywords: Mapping[str, Any], environ: Mapping[str, str], reading: _Reading
+        self, keywords: Mapping[str, Any], environ: Mapping[str, str], reading: Reading
     ) -> tuple[Any, str]:
         """The typed value of this setting and where it came from.
 
@@ -613,7 +614,7 @@ class Config:
             raise TypeError(f"unknown configuration keyword(s): {', '.join(sorted(unknown))}")
         environ = os.environ if environ is None else environ
         keywords = {k: v for k, v in overrides.items() if v is not None}
-        reading = _Reading(
+        reading = Reading(
             resolv=parse_resolv_conf(resolv_conf, environ),
             conf_label=str(resolv_conf) if not hasattr(resolv_conf, "read") else "resolv.conf",
             namespace_file=namespace_file,

@@ -27,18 +27,18 @@ from __future__ import annotations
 from . import article
 from ._clock import FakeClock
 from ._server import ClusterDNS, Fault, Query, RawBuilder, add_article_services, raw_cname
-from ._tls import DEFAULT_NAMES, Connection, Reply, Request, TLSServer, vhost_echo
+from ._tls import DEFAULT_NAMES, TLSConnection, TLSReply, TLSRequest, TLSServer, vhost_echo
 
 __all__ = [
     "DEFAULT_NAMES",
     "ClusterDNS",
-    "Connection",
     "FakeClock",
     "Fault",
     "Query",
     "RawBuilder",
-    "Reply",
-    "Request",
+    "TLSConnection",
+    "TLSReply",
+    "TLSRequest",
     "TLSServer",
     "add_article_services",
     "article",

@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import trustme
 
-__all__ = ["DEFAULT_NAMES", "Connection", "Reply", "Request", "TLSServer", "vhost_echo"]
+__all__ = ["DEFAULT_NAMES", "TLSConnection", "TLSReply", "TLSRequest", "TLSServer", "vhost_echo"]
 
 #: The names of the default certificate: 127.0.0.1 (a client that sends no SNI) and a CDN-style
 #: wildcard that no alias name matches.
@@ -68,7 +68,7 @@ _JOIN_TIMEOUT = 2.0  # seconds close() waits for each connection thread
 
 
 @dataclass(frozen=True)
-class Request:
+class TLSRequest:
     """One HTTP request as the server received it.
 
     Attributes:
@@ -98,7 +98,7 @@ class Request:
 
 
 @dataclass(frozen=True)
-class Connection:
+class TLSConnection:
     """One completed TLS handshake and what came over it.
 
     Attributes:
@@ -116,12 +116,12 @@ class Connection:
     vhost: str | None
     peer: tuple[str, int]
     alpn: str | None
-    requests: tuple[Request, ...] = ()
+    requests: tuple[TLSRequest, ...] = ()
 
 
 @dataclass(frozen=True)
-class Reply:
-    """The answer of an ``app`` to one :class:`Request`.
+class TLSReply:
+    """The answer of an ``app`` to one :class:`TLSRequest`.
 
     ``Content-Length`` is added unless given; a ``HEAD`` request gets the headers only.
 
@@ -138,7 +138,7 @@ class Reply:
     @classmethod
     def json(
         cls, data: object, status: int = 200, headers: Mapping[str, str] | None = None
-    ) -> Reply:
+    ) -> TLSReply:
         """A JSON reply.
 
         Args:
@@ -154,7 +154,7 @@ class Reply:
         return cls(status, body, (("Content-Type", "application/json"), *extra))
 
 
-def vhost_echo(request: Request) -> Reply:
+def vhost_echo(request: TLSRequest) -> TLSReply:
     """The default ``app``: a JSON echo of what the server saw, judged as a virtual host would.
 
     The status is 200 when the SNI selected a virtual host and the ``Host`` header (without its
@@ -175,7 +175,7 @@ def vhost_echo(request: Request) -> Reply:
     http_host = request.host or ""
     host = _without_port(http_host)
     ok = request.vhost is not None and host == request.vhost
-    return Reply.json(
+    return TLSReply.json(
         {
             "sni": request.sni or "",
             "host": host,
@@ -239,7 +239,7 @@ class TLSServer:
         *,
         ca: trustme.CA | None = None,
         default_names: Iterable[str] = DEFAULT_NAMES,
-        app: Callable[[Request], Reply] = vhost_echo,
+        app: Callable[[TLSRequest], TLSReply] = vhost_echo,
         http: bool | None = None,
         postgres: bool = False,
         require_client_cert: bool = False,
@@ -253,7 +253,7 @@ class TLSServer:
         self._default = self._context(default_names)
         self._default.sni_callback = self._select_vhost
         self._lock = threading.Lock()
-        self._connections: list[Connection] = []
+        self._connections: list[TLSConnection] = []
         self._open: set[socket.socket] = set()
         self._threads: set[threading.Thread] = set()
         self._cadir: str | None = None
@@ -288,7 +288,7 @@ class TLSServer:
             return f"{self._cadir}/ca.pem"
 
     @property
-    def connections(self) -> list[Connection]:
+    def connections(self) -> list[TLSConnection]:
         """Every completed handshake so far, in order, each with its requests.
 
         The server records a connection when its side of the handshake ends, which can be just
@@ -298,7 +298,7 @@ class TLSServer:
             return list(self._connections)
 
     @property
-    def requests(self) -> list[Request]:
+    def requests(self) -> list[TLSRequest]:
         """Every HTTP request so far, in the order of their connections."""
         return [request for conn in self.connections for request in conn.requests]
 
@@ -406,7 +406,7 @@ class TLSServer:
                     number = len(self._connections) + 1
                     vhost = (sni or "").lower()
                     selected = vhost if vhost in self._vhosts else None
-                    self._connections.append(Connection(number, sni, selected, peer, alpn))
+                    self._connections.append(TLSConnection(number, sni, selected, peer, alpn))
                 if self.http if self.http is not None else alpn == "http/1.1":
                     _HTTPHandler(tls, peer, self._listener, number)
                 else:
@@ -421,12 +421,12 @@ class TLSServer:
 
     def _received(
         self, number: int, method: str, target: str, headers: list[tuple[str, str]], body: bytes
-    ) -> Request:
+    ) -> TLSRequest:
         """Record one HTTP request on connection ``number`` and return it."""
         with self._lock:
             conn = self._connections[number - 1]
             host = next((value for name, value in headers if name.lower() == "host"), None)
-            request = Request(
+            request = TLSRequest(
                 connection=number,
                 number=len(conn.requests) + 1,
                 sni=conn.sni,
@@ -438,7 +438,7 @@ class TLSServer:
                 headers=tuple(headers),
                 body=body,
             )
-            self._connections[number - 1] = Connection(
+            self._connections[number - 1] = TLSConnection(
                 conn.number, conn.sni, conn.vhost, conn.peer, conn.alpn, (*conn.requests, request)
             )
         return request
@@ -493,4 +493,4 @@ class _HTTPHandler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _answer
 
     def log_message(self, format: str, *args: Any) -> None:
-        pass  # tests read Connection records, not a log on stderr
+        pass  # tests read TLSConnection records, not a log on stderr

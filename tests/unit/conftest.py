@@ -31,7 +31,7 @@ from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool
 
 from kubealias import Resolver
-from kubealias.testing import ClusterDNS, FakeClock, Reply, Request, TLSServer
+from kubealias.testing import ClusterDNS, FakeClock, TLSReply, TLSRequest, TLSServer
 
 PAYMENT = "payment.example.test"
 SECOND = "second.example.test"
@@ -97,7 +97,7 @@ def other_cafile(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(path)
 
 
-def echo(request: Request) -> Reply:
+def echo(request: TLSRequest) -> TLSReply:
     """The adapter suites' answer: what the server saw, judged by SNI alone.
 
     ``{"sni": <SNI or None>, "host": <Host as sent>, "conn": <connection number>, "path": <path
@@ -112,7 +112,7 @@ def echo(request: Request) -> Reply:
         status = 421  # Misdirected Request
     elif url.path == "/redirect":
         status, headers = 302, {"Location": parse_qs(url.query)["to"][0]}
-    return Reply.json(
+    return TLSReply.json(
         {
             "sni": request.sni,
             "host": request.host,

@@ -19,7 +19,7 @@ import pytest
 import trustme
 
 import kubealias.testing._tls
-from kubealias.testing import DEFAULT_NAMES, ClusterDNS, Reply, Request, TLSServer
+from kubealias.testing import DEFAULT_NAMES, ClusterDNS, TLSReply, TLSRequest, TLSServer
 from tests.unit.conftest import run_readme_tests
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,11 +146,11 @@ def test_no_sni_or_unknown_sni_is_misdirected(server: TLSServer) -> None:
 
 
 def test_an_app_answers_and_head_gets_no_body(ca: trustme.CA) -> None:
-    seen: list[Request] = []
+    seen: list[TLSRequest] = []
 
-    def app(request: Request) -> Reply:
+    def app(request: TLSRequest) -> TLSReply:
         seen.append(request)
-        return Reply(201, b"made", (("X-Seen", request.sni or "-"),))
+        return TLSReply(201, b"made", (("X-Seen", request.sni or "-"),))
 
     with TLSServer([API], ca=ca, app=app) as server, handshake(server, API, alpn=True) as tls:
         conn = http.client.HTTPConnection("unused")
