@@ -180,16 +180,10 @@ def _pools_for(
     return new_pool
 
 
-# urllib3's PoolManager._new_pool is documented as "intended to be overridden for
-# customization" and passes the request context "as keyword arguments to the pool class used",
-# which it takes from the manager's pool_classes_by_scheme (see the docstring of
-# urllib3.poolmanager.PoolManager._new_pool; urllib3's own SOCKSProxyManager in
-# urllib3/contrib/socks.py sets its pool classes the same way). So kubealias sets that mapping
-# and leaves _new_pool itself to urllib3: the context (blocksize default, the keys dropped, the
-# TLS keywords dropped for http) is prepared by urllib3's own code, not by a copy of it.
-_POOL_CLASSES: dict[str, Callable[..., HTTPConnectionPool]] = {
-    "http": _pools_for(HTTPConnectionPool, _AliasHTTPConnectionPool),
-    "https": _pools_for(HTTPSConnectionPool, _AliasHTTPSConnectionPool),
+#: The alias pool class of each scheme (see :attr:`_AliasPools.pool_classes_by_scheme`).
+_ALIAS_POOLS: dict[str, type[HTTPConnectionPool]] = {
+    "http": _AliasHTTPConnectionPool,
+    "https": _AliasHTTPSConnectionPool,
 }
 
 
@@ -212,7 +206,28 @@ class _AliasPools:
     rewrite_host: bool
     _ka_planner: RoutePlanner
     key_fn_by_scheme: dict[str, Any]
-    pool_classes_by_scheme: dict[str, Any]
+    _ka_pool_classes: dict[str, Callable[..., HTTPConnectionPool]]
+
+    # urllib3's PoolManager._new_pool is documented as "intended to be overridden for
+    # customization" and passes the request context "as keyword arguments to the pool class
+    # used", which it takes from the manager's pool_classes_by_scheme (see the docstring of
+    # urllib3.poolmanager.PoolManager._new_pool; urllib3's own SOCKSProxyManager in
+    # urllib3/contrib/socks.py sets its pool classes the same way). So kubealias wraps that
+    # mapping and leaves _new_pool itself to urllib3: the context (blocksize default, the keys
+    # dropped, the TLS keywords dropped for http) is prepared by urllib3's own code. The
+    # mapping is a property so that pool classes set on the manager (by urllib3's __init__ or
+    # by the application) serve the hosts that are not aliases, and aliases still get ours.
+    @property
+    def pool_classes_by_scheme(self) -> dict[str, Callable[..., HTTPConnectionPool]]:
+        """The pool class of each scheme: the manager's own for hosts that are not aliases."""
+        return self._ka_pool_classes
+
+    @pool_classes_by_scheme.setter
+    def pool_classes_by_scheme(self, classes: dict[str, type[HTTPConnectionPool]]) -> None:
+        self._ka_pool_classes = {
+            scheme: _pools_for(cls, _ALIAS_POOLS.get(scheme, _AliasHTTPSConnectionPool))
+            for scheme, cls in classes.items()
+        }
 
     def _ka_setup(self, resolver: Resolver | None, rewrite_host: bool) -> None:
         self.resolver = resolver
@@ -220,7 +235,6 @@ class _AliasPools:
         # key_fn_by_scheme: urllib3 documents it as the way to change how pool keys are made
         # (the docstring of urllib3.poolmanager._default_key_normalizer).
         self.key_fn_by_scheme = {"http": _pool_key, "https": _pool_key}
-        self.pool_classes_by_scheme = _POOL_CLASSES  # see _POOL_CLASSES
         self._ka_planner = RoutePlanner(resolver, rewrite_host=rewrite_host)
 
     def _ka_pool_kwargs(
@@ -286,7 +300,9 @@ def _exhausted(exc: NameResolutionError, url: str, retries: Any) -> Exception:
     return MaxRetryError(pool, parse_url(url).request_uri, exc)
 
 
-class PoolManager(_AliasPools, urllib3.PoolManager):
+# The ignores below: urllib3 declares pool_classes_by_scheme as a plain attribute holding
+# classes; ours is a property holding factories that take the same arguments.
+class PoolManager(_AliasPools, urllib3.PoolManager):  # type: ignore[misc]
     """A :class:`urllib3.PoolManager` that verifies aliases against their external name.
 
     Args:
@@ -316,7 +332,7 @@ class PoolManager(_AliasPools, urllib3.PoolManager):
     urlopen = _AliasPools._ka_urlopen
 
 
-class ProxyManager(_AliasPools, urllib3.ProxyManager):
+class ProxyManager(_AliasPools, urllib3.ProxyManager):  # type: ignore[misc]
     """A :class:`urllib3.ProxyManager` for aliases: the CONNECT goes to ``tls_name:port``.
 
     The proxy resolves and connects; kubealias gives it the TLS name instead of the service name

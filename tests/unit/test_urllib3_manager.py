@@ -596,3 +596,21 @@ def test_putrequest_has_the_signature_the_alias_connections_call() -> None:
     parameters = list(inspect.signature(HTTPConnection.putrequest).parameters)
 
     assert parameters == ["self", "method", "url", "skip_host", "skip_accept_encoding"]
+
+
+def test_pool_classes_set_by_the_application_serve_non_aliases_and_aliases_keep_ours(
+    resolver: Resolver, cafile: str, server: TLSServer
+) -> None:
+    class Counting(urllib3.HTTPSConnectionPool):
+        made = 0
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            type(self).made += 1
+            super().__init__(*args, **kwargs)
+
+    manager = PoolManager(resolver=resolver, ca_certs=cafile)
+    manager.pool_classes_by_scheme = {"http": urllib3.HTTPConnectionPool, "https": Counting}
+    alias = manager.request("GET", url(server.port, "payment-api"))
+    assert alias.status == 200 and Counting.made == 0  # an alias: kubealias's pool class
+    plain = manager.request("GET", f"https://127.0.0.1:{server.port}/")  # not an alias
+    assert plain.status in (200, 421) and Counting.made == 1  # the manager's own pool class
