@@ -30,7 +30,11 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    # Only for annotations: the pod lab itself imports this module.
+    from integrations.pod.lab import PodLab
 
 __all__ = [
     "JsonLinesChild",
@@ -101,7 +105,7 @@ class ServerLab(Lab):
     define :meth:`client_config`.
     """
 
-    pod: Any
+    pod: PodLab
     #: The default of :meth:`run_client`'s ``timeout``, in seconds.
     client_timeout: float = 60.0
 
