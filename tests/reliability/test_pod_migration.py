@@ -47,6 +47,7 @@ from integrations.pod import lab as L
 from integrations.pod.lab import PodLab
 from integrations.postgres import lab as P
 from integrations.postgres.lab import PgLab
+from tests.reliability import _pod as W
 from tests.reliability._pod import brief, by_kind, failures, report, start_load
 
 TTL = 1
@@ -57,14 +58,8 @@ POOL_LIFETIME = 1.5
 SLACK = 0.5
 
 WORKERS = [
-    {"kind": "requests", "host": "payment-api"},
-    {"kind": "requests", "host": "payment-api", "fresh": True},
-    {"kind": "httpx", "host": "payment-api"},
-    {"kind": "httpx", "host": "payment-api", "fresh": True},
-    {"kind": "httpx-async", "host": "payment-api", "fresh": True},
-    {"kind": "psycopg", "host": "database"},
-    {"kind": "psycopg-async", "host": "database"},
-    {"kind": "pool", "host": "database", "size": 2, "lifetime": POOL_LIFETIME},
+    *(W.REQUESTS, W.REQUESTS_NEW_CONN, W.HTTPX, W.HTTPX_NEW_CONN, W.HTTPX_ASYNC_NEW_CONN),
+    *(W.PSYCOPG, W.PSYCOPG_ASYNC, W.pool(2, lifetime=POOL_LIFETIME)),
 ]
 
 #: What each state serves: HTTP (SNI, vhost, address) and PostgreSQL (server, TLS name).
@@ -160,8 +155,7 @@ def flips(
                 timeline.change(cluster, sent, time.time())
             time.sleep(PERIOD)
         finally:
-            records = load.stop() if load.process.poll() is None else []
-            load.kill()
+            records = load.end()
         yield Run(records, https_lab.access_log(min_entries=1, timeout=5), timeline, load.done)
     finally:
         pod.reset_records()
