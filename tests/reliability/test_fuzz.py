@@ -406,9 +406,22 @@ def pg_connections(draw: st.DrawFn) -> tuple[str, dict[str, Any], str]:
     return text, {}, core
 
 
+def _psycopg_connect(resolver: Resolver, conninfo: str, kwargs: dict[str, Any]) -> None:
+    kubealias.psycopg.connect(conninfo, resolver=resolver, **kwargs)
+
+
+def _psycopg_async_connect(resolver: Resolver, conninfo: str, kwargs: dict[str, Any]) -> None:
+    cls = kubealias.psycopg.AsyncConnection.using(resolver)
+    asyncio.run(cls.connect(conninfo, **kwargs))
+
+
+@pytest.mark.parametrize(
+    "connect", [_psycopg_connect, _psycopg_async_connect], ids=["sync", "async"]
+)
 @fuzz(200)
 @given(case=pg_connections())
 def test_psycopg_connect(
+    connect: Callable[[Resolver, str, dict[str, Any]], None],
     case: tuple[str, dict[str, Any], str],
     resolver: Resolver,
     closed_port: int,
@@ -417,32 +430,11 @@ def test_psycopg_connect(
 ) -> None:
     netguard.reset()
     conninfo, kwargs, core = case
-    kwargs = {**kwargs, "port": closed_port}
     with pytest.raises(psycopg.Error) as info:
-        kubealias.psycopg.connect(conninfo, resolver=resolver, **kwargs)
+        connect(resolver, conninfo, {**kwargs, "port": closed_port})
     assert isinstance(info.value, (psycopg.OperationalError, psycopg.ProgrammingError))
     no_leak(info.value, logs, core)
     assert netguard.lookups == [] and netguard.off_loopback == []
-
-
-@fuzz(100)
-@given(case=pg_connections())
-def test_psycopg_async_connect(
-    case: tuple[str, dict[str, Any], str],
-    resolver: Resolver,
-    closed_port: int,
-    netguard: NetGuard,
-    logs: pytest.LogCaptureFixture,
-) -> None:
-    netguard.reset()
-    conninfo, kwargs, core = case
-    kwargs = {**kwargs, "port": closed_port}
-    cls = kubealias.psycopg.AsyncConnection.using(resolver)
-    with pytest.raises(psycopg.Error) as info:
-        asyncio.run(cls.connect(conninfo, **kwargs))
-    assert isinstance(info.value, (psycopg.OperationalError, psycopg.ProgrammingError))
-    no_leak(info.value, logs, core)
-    assert netguard.off_loopback == []
 
 
 # --- HTTP adapters --------------------------------------------------------------------------
