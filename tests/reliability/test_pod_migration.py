@@ -134,12 +134,8 @@ def flips(
     pod: PodLab, https_lab: HttpsLab, pg_lab: PgLab, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Run]:
     """The load through FLIPS flips, run once for the tests of this module."""
-    pod.ensure_running()
-    pod.reset_records()
-    https_lab.ensure_running()
-    https_lab.clear_logs()
-    pg_lab.ensure_running()
-    pg_lab.clear_logs()
+    https_lab.reset(clear_logs=True)
+    pg_lab.reset(clear_logs=True)
     try:
         set_state(pod, cluster=False)  # the ExternalNames, with the lowered TTL
         timeline = Timeline(time.time())
