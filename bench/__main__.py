@@ -56,6 +56,12 @@ def _pod_rows(parts: list[str], quick: bool) -> tuple[list[dict[str, Any]], dict
     return rows, data
 
 
+def _measured(module: Any, quick: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The rows and the raw data of a benchmark module with ``measure`` and ``rows``."""
+    data: dict[str, Any] = module.measure(quick=quick)
+    return module.rows(data), data
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--json", default="bench/results/latest.json", help="where to write")
@@ -106,11 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         if label in chosen:
             reason = module.unavailable()
             if reason is None:
-                attempt(label, functools.partial(module.run, quick=args.quick))
+                attempt(label, functools.partial(_measured, module, args.quick))
             else:
                 notes.append(f"{label} benchmark skipped: {reason}")
     if "memory" in chosen:
-        attempt("memory", lambda: memory_bench.run(quick=args.quick))
+        attempt("memory", functools.partial(_measured, memory_bench, args.quick))
 
     rows.sort(key=lambda r: int(r["row"]))  # stable: the order within a row is kept
     runtime = time.monotonic() - started

@@ -9,11 +9,17 @@ callers waiting on one answer.
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from integrations._lab import JsonLinesChild, LabError
+from integrations._lab import JsonLinesChild, LabError, ServerLab
+
+if TYPE_CHECKING:
+    # Imported when used: ``python -m bench --only resolve`` needs no pod.
+    from integrations.pod.lab import PodLab
 
 #: The worker, run as ``python -m bench.pod_worker`` inside the pod.
 WORKER = "bench.pod_worker"
@@ -26,7 +32,7 @@ def unavailable() -> str | None:
     return pod_lab.unavailable_reason()
 
 
-def run_client(pod: Any, module: str, config: dict[str, Any]) -> dict[str, Any]:
+def run_client(pod: PodLab, module: str, config: dict[str, Any]) -> dict[str, Any]:
     """Run ``python -m module CONFIG`` inside ``pod`` once; its last stdout line is the JSON
     result (the HTTP and PostgreSQL benchmarks run this way, one process per measurement).
 
@@ -37,10 +43,36 @@ def run_client(pod: Any, module: str, config: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def client_entry(client_main: Callable[[dict[str, Any]], dict[str, Any]], only: str) -> None:
+    """The ``__main__`` of a benchmark client that :func:`run_client` runs inside the pod:
+    ``client_main`` of the configuration given as the one argument (JSON), printed as one JSON
+    line. ``only`` names the benchmark in the usage message."""
+    if len(sys.argv) != 2:
+        sys.exit(f"usage: python -m bench --only {only} (this file runs itself inside the pod)")
+    print(json.dumps(client_main(json.loads(sys.argv[1]))))
+
+
+def run_in_lab(
+    lab: Callable[[PodLab], ServerLab], module: str, config: dict[str, Any]
+) -> dict[str, Any]:
+    """Start the pod emulation and ``lab`` (a :class:`~integrations._lab.ServerLab` class) in
+    it, and :func:`run_client` ``module`` once with ``config`` plus the started lab's
+    ``client_config()`` (port, CA file, credentials); both stop afterwards.
+
+    Raises:
+        integrations.pod.lab.LabUnavailable: the pod emulation or the lab is not available.
+        integrations.pod.lab.LabError: the lab or the client failed.
+    """
+    from integrations.pod.lab import PodLab
+
+    with PodLab() as pod, lab(pod) as started:
+        return run_client(pod, module, {**config, **started.client_config()})
+
+
 class Worker:
     """The JSON-lines connection to :mod:`bench.pod_worker` running in ``pod``."""
 
-    def __init__(self, pod: Any, timeout: float = 60.0) -> None:
+    def __init__(self, pod: PodLab, timeout: float = 60.0) -> None:
         self.pod = pod
         self.timeout = timeout
         self._child: JsonLinesChild = pod.start_module(
@@ -93,7 +125,7 @@ class Worker:
 
 
 @contextlib.contextmanager
-def session() -> Iterator[tuple[Any, Worker]]:
+def session() -> Iterator[tuple[PodLab, Worker]]:
     """The pod emulation (``integrations.pod.lab.PodLab``) and a worker inside it.
 
     Raises:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 COLUMNS = ("row", "name", "ours", "peer", "ratio", "target", "met")
 HEADER = ("#", "benchmark", "kubealias", "peer", "ratio (median of pairs)", "target", "met")
@@ -58,6 +60,25 @@ def render(rows: Iterable[Mapping[str, Any]]) -> str:
         cells = [_cell(r[key]) for key in COLUMNS[:-1]] + [verdict(r["met"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def alternating(round_: int, contenders: Sequence[_T]) -> Sequence[_T]:
+    """The contenders in order on even rounds, reversed on odd ones (A B, B A, ...): each one
+    follows every other as often as it precedes it, so that a slow spell of the machine, and
+    what one contender leaves in the caches for the next, fall on all of them alike."""
+    return contenders if round_ % 2 == 0 else contenders[::-1]
+
+
+def interleaved(
+    pairs: int, contenders: Sequence[str], sample: Callable[[str], _T]
+) -> dict[str, list[_T]]:
+    """``pairs`` samples of each contender (``sample(contender)``), taken in
+    :func:`alternating` order."""
+    samples: dict[str, list[_T]] = {who: [] for who in contenders}
+    for i in range(pairs):
+        for who in alternating(i, contenders):
+            samples[who].append(sample(who))
+    return samples
 
 
 def pair_ratios(ours: Sequence[float], peer: Sequence[float]) -> list[float]:

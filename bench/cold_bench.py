@@ -26,11 +26,16 @@ Service. Wall time is reported as the median of the per-pair ratios, without a t
 
 from __future__ import annotations
 
+import functools
 import statistics
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench._table import fmt_seconds, median_ratio, row
+from bench._table import fmt_seconds, interleaved, median_ratio, row
+
+if TYPE_CHECKING:
+    from bench._pod import Worker
+    from integrations.pod.lab import PodLab
 
 OURS, PEER = "kubealias", "glibc"
 #: (name, what it is, whether it can be a Service: kubealias must then make 0 queries).
@@ -42,25 +47,21 @@ CASES = (
 SETTLE = 0.02  # BIND logs a query before answering it; this only guards a half-written line
 
 
-def _sample(pod: Any, worker: Any, who: str, name: str) -> dict[str, Any]:
+def _sample(pod: PodLab, worker: Worker, name: str, who: str) -> dict[str, Any]:
     pod.clear_query_log("full", settle=SETTLE)
     seconds = worker.call({"op": "cold", "who": who, "name": name})["seconds"]
     queries = pod.query_log("full", settle=SETTLE)
     return {"seconds": seconds, "queries": [f"{q.name} {q.rdtype}" for q in queries]}
 
 
-def measure(pod: Any, worker: Any, *, quick: bool = False) -> dict[str, Any]:
+def measure(pod: PodLab, worker: Worker, *, quick: bool = False) -> dict[str, Any]:
     """Interleaved samples per case: ``{name: {"kubealias": [...], "glibc": [...]}}``."""
     pairs = 5 if quick else 21
     data: dict[str, Any] = {}
     for name, _what, _service in CASES:
         for who in (OURS, PEER):  # warm-up: imports, sockets, the pod's page cache
             worker.call({"op": "cold", "who": who, "name": name})
-        samples: dict[str, list[dict[str, Any]]] = {OURS: [], PEER: []}
-        for i in range(pairs):
-            for who in (OURS, PEER) if i % 2 == 0 else (PEER, OURS):
-                samples[who].append(_sample(pod, worker, who, name))
-        data[name] = samples
+        data[name] = interleaved(pairs, (OURS, PEER), functools.partial(_sample, pod, worker, name))
     return data
 
 

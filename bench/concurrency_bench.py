@@ -21,11 +21,16 @@ kubealias's p99 / glibc's p99. Target: 1 query per address family.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench._table import fmt_seconds, median_ratio, percentile, row
+from bench._table import fmt_seconds, interleaved, median_ratio, percentile, row
+
+if TYPE_CHECKING:
+    from bench._pod import Worker
+    from integrations.pod.lab import PodLab
 
 OURS, PEER = "kubealias", "glibc"
 NAME = "database"
@@ -39,7 +44,7 @@ PEER_LABELS = {
 }
 
 
-def _sample(pod: Any, worker: Any, who: str, mode: str) -> dict[str, Any]:
+def _sample(pod: PodLab, worker: Worker, mode: str, who: str) -> dict[str, Any]:
     pod.clear_query_log("full", settle=SETTLE)
     released: list[float] = []
 
@@ -66,16 +71,12 @@ def _sample(pod: Any, worker: Any, who: str, mode: str) -> dict[str, Any]:
     }
 
 
-def measure(pod: Any, worker: Any, *, quick: bool = False) -> dict[str, Any]:
+def measure(pod: PodLab, worker: Worker, *, quick: bool = False) -> dict[str, Any]:
     """Interleaved samples per mode: ``{mode: {"kubealias": [...], "glibc": [...]}}``."""
     pairs = 3 if quick else 15
     data: dict[str, Any] = {}
     for mode in MODES:
-        samples: dict[str, list[dict[str, Any]]] = {OURS: [], PEER: []}
-        for i in range(pairs):
-            for who in (OURS, PEER) if i % 2 == 0 else (PEER, OURS):
-                samples[who].append(_sample(pod, worker, who, mode))
-        data[mode] = samples
+        data[mode] = interleaved(pairs, (OURS, PEER), functools.partial(_sample, pod, worker, mode))
     return data
 
 

@@ -27,13 +27,15 @@ is the median of the per-round ratios.
 
 from __future__ import annotations
 
-import json
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
+from integrations.pod import lab as pod_lab
+
+#: The service the contenders reach, the external name it leads to and that name's address.
+ALIAS, EXTERNAL, ADDRESS = "payment-api", pod_lab.PAYMENT_API_TARGET, pod_lab.PAYMENT_API_IP
 KEEP_ALIVE = "keep-alive"
 NEW_CONNECTION = "new connection per request"
 #: (ours, peer, target) per table row of each mode.
@@ -64,9 +66,9 @@ def _contenders(config: dict[str, Any], close: bool) -> dict[str, Callable[[], A
     from kubealias.requests import KubeAliasAdapter
 
     port, cafile = config["port"], config["cafile"]
-    alias_url = f"https://{config['alias']}:{port}/"
-    external_url = f"https://{config['external']}:{port}/"
-    ip_url = f"https://{config['ip']}:{port}/"
+    alias_url = f"https://{ALIAS}:{port}/"
+    external_url = f"https://{EXTERNAL}:{port}/"
+    ip_url = f"https://{ADDRESS}:{port}/"
     headers = {"Connection": "close"} if close else {}
 
     class ToolbeltWithSNI(HostHeaderSSLAdapter):  # type: ignore[misc]
@@ -83,7 +85,7 @@ def _contenders(config: dict[str, Any], close: bool) -> dict[str, Callable[[], A
     context = ssl.create_default_context(cafile=cafile)
     httpx_ours = httpx.Client(transport=HTTPTransport(verify=context))
     httpx_plain = httpx.Client(verify=context)
-    toolbelt_headers = {**headers, "Host": config["external"]}
+    toolbelt_headers = {**headers, "Host": EXTERNAL}
 
     # verify= on every call: requests lets REQUESTS_CA_BUNDLE override Session.verify.
     def requests_ours() -> Any:
@@ -120,6 +122,8 @@ def _check(name: str, response: Any, external: str) -> None:
 
 def client_main(config: dict[str, Any]) -> dict[str, Any]:
     """Run every mode's interleaved rounds; per mode and contender, requests/s of each round."""
+    from bench._table import alternating
+
     results: dict[str, Any] = {}
     for mode, per_contender in config["modes"].items():
         fns = _contenders(config, close=mode == NEW_CONNECTION)
@@ -127,14 +131,14 @@ def client_main(config: dict[str, Any]) -> dict[str, Any]:
         batch = max(1, per_contender // rounds)
         for name, fn in fns.items():  # warm-up: imports, pools, resolver cache; and a check
             for _ in range(3):
-                _check(name, fn(), config["external"])
+                _check(name, fn(), EXTERNAL)
         rates: dict[str, list[float]] = {name: [] for name in fns}
         order = list(fns.items())
         for n in range(rounds):
             # A B C D E, then E D C B A: each contender follows every other one as often as
             # it precedes it, so what the previous batch left in the CPU caches (the code of
             # another client library, its objects) falls on all of them alike.
-            for name, fn in order if n % 2 == 0 else reversed(order):
+            for name, fn in alternating(n, order):
                 start = time.perf_counter()
                 for _ in range(batch):
                     response = fn()
@@ -166,23 +170,14 @@ def measure(*, quick: bool = False) -> dict[str, Any]:
         integrations.pod.lab.LabUnavailable: the pod emulation or nginx is not available.
         integrations.pod.lab.LabError: the lab or the client failed.
     """
-    from bench._pod import run_client
+    from bench._pod import run_in_lab
     from integrations.https.lab import HttpsLab
-    from integrations.pod import lab as pod_lab
 
-    config: dict[str, Any] = {
-        "alias": "payment-api",
-        "external": pod_lab.PAYMENT_API_TARGET,
-        "ip": pod_lab.PAYMENT_API_IP,
-        # Requests per contender in each mode.
-        "modes": {KEEP_ALIVE: 300, NEW_CONNECTION: 60}
-        if quick
-        else {KEEP_ALIVE: 2_000, NEW_CONNECTION: 500},
-        "rounds": 10 if quick else 40,
-    }
-    with pod_lab.PodLab() as pod, HttpsLab(pod) as https:
-        config.update(port=https.port, cafile=https.cafile)
-        return run_client(pod, "bench.http_bench", config)
+    # Requests per contender in each mode, in this many rounds.
+    modes = {KEEP_ALIVE: 2_000, NEW_CONNECTION: 500}
+    if quick:
+        modes = {KEEP_ALIVE: 300, NEW_CONNECTION: 60}
+    return run_in_lab(HttpsLab, "bench.http_bench", {"modes": modes, "rounds": 10 if quick else 40})
 
 
 def rows(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -212,13 +207,7 @@ def rows(data: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def run(quick: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Measure; the table rows and the raw data."""
-    data = measure(quick=quick)
-    return rows(data), data
-
-
 if __name__ == "__main__":  # the client, inside the pod: python -m bench.http_bench CONFIG
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m bench --only http (this file runs itself inside the pod)")
-    print(json.dumps(client_main(json.loads(sys.argv[1]))))
+    from bench._pod import client_entry
+
+    client_entry(client_main, "http")

@@ -186,12 +186,6 @@ def rows(data: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def run(quick: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Measure; the table rows and the raw data."""
-    data = measure(quick=quick)
-    return rows(data), data
-
-
 if __name__ == "__main__":  # the child: python -m bench.memory_bench --child CONFIG
     if sys.argv[1:2] != ["--child"] or len(sys.argv) != 3:
         sys.exit("usage: python -m bench --only memory (this file runs itself as a child)")

@@ -29,13 +29,15 @@ both alike; the figure is the median of the per-round ratios.
 from __future__ import annotations
 
 import itertools
-import json
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
+from integrations.pod import lab as pod_lab
+
+#: The service the contenders connect to, the external name it leads to and that name's address.
+ALIAS, EXTERNAL, ADDRESS = "database", pod_lab.DATABASE_TARGET, pod_lab.DATABASE_IP
 CONNECT = "connect"
 CHECKOUT = "checkout"
 OURS = "kubealias"
@@ -81,13 +83,14 @@ def _checkout_trial(
     from psycopg_pool import ConnectionPool
 
     import kubealias.psycopg
+    from bench._table import alternating
 
     classes = {OURS: kubealias.psycopg.Connection, PEER: psycopg.Connection}
     params = {OURS: ours_kwargs, PEER: peer_kwargs}
     pools: dict[str, list[ConnectionPool[Any]]] = {OURS: [], PEER: []}
     try:
         for i in range(config["pools"]):
-            for name in (OURS, PEER) if i % 2 == 0 else (PEER, OURS):
+            for name in alternating(i, (OURS, PEER)):
                 pool: ConnectionPool[Any] = ConnectionPool(
                     kwargs={**params[name], "autocommit": True},
                     connection_class=classes[name],
@@ -134,13 +137,13 @@ def client_main(config: dict[str, Any]) -> dict[str, Any]:
         "sslmode": "verify-full",
         "sslrootcert": config["cafile"],
     }
-    ours_kwargs = {"host": config["alias"], **common}
-    peer_kwargs = {"host": config["external"], "hostaddr": config["address"], **common}
+    ours_kwargs = {"host": ALIAS, **common}
+    peer_kwargs = {"host": EXTERNAL, "hostaddr": ADDRESS, **common}
 
     def check(conn: psycopg.Connection[Any]) -> None:
         ssl = conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
         info = (conn.info.host, conn.info.hostaddr, ssl)
-        if info != (config["external"], config["address"], (True,)):
+        if info != (EXTERNAL, ADDRESS, (True,)):
             raise RuntimeError(f"not the verified external server: {info}")
 
     for connect, kwargs in (
@@ -201,14 +204,10 @@ def measure(*, quick: bool = False) -> dict[str, Any]:
         integrations.pod.lab.LabUnavailable: the pod emulation or PostgreSQL is not available.
         integrations.pod.lab.LabError: the lab or the client failed.
     """
-    from bench._pod import run_client
-    from integrations.pod import lab as pod_lab
+    from bench._pod import run_in_lab
     from integrations.postgres.lab import PgLab
 
     config: dict[str, Any] = {
-        "alias": "database",
-        "external": pod_lab.DATABASE_TARGET,
-        "address": pod_lab.DATABASE_IP,
         "rounds": 9 if quick else 31,
         "connects": 5 if quick else 20,
         "checkouts": 500 if quick else 2_000,
@@ -216,11 +215,7 @@ def measure(*, quick: bool = False) -> dict[str, Any]:
         "trials": 1 if quick else 15,
         "checkout_rounds": 9 if quick else 11,
     }
-    with pod_lab.PodLab() as pod, PgLab(pod) as pg:
-        config.update(
-            port=pg.port, cafile=pg.cafile, dbname=pg.dbname, user=pg.user, password=pg.password
-        )
-        return run_client(pod, "bench.pg_bench", config)
+    return run_in_lab(PgLab, "bench.pg_bench", config)
 
 
 def rows(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -269,13 +264,7 @@ def rows(data: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def run(quick: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Measure; the table rows and the raw data."""
-    data = measure(quick=quick)
-    return rows(data), data
-
-
 if __name__ == "__main__":  # the client, inside the pod: python -m bench.pg_bench CONFIG
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m bench --only pg (this file runs itself inside the pod)")
-    print(json.dumps(client_main(json.loads(sys.argv[1]))))
+    from bench._pod import client_entry
+
+    client_entry(client_main, "pg")

@@ -15,6 +15,8 @@ Against an in-process cluster DNS and TLS server from ``kubealias.testing`` (as
 ``kubealias demo`` does; needs ``pip install 'kubealias[demo]'``, no cluster)::
 
     python examples/httpx_app.py --demo [--async]
+
+The demo lab and the printing are in ``examples/_payment.py``, shared with the requests example.
 """
 
 from __future__ import annotations
@@ -25,35 +27,12 @@ import os
 import ssl
 import sys
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
+from _payment import DEFAULT_URL, demo_lab, describe, explain
 
 import kubealias
 from kubealias.httpx import AsyncHTTPTransport, HTTPTransport
-
-DEFAULT_URL = "https://payment-api/v1/charges"
-
-
-def describe(answer: Any) -> str:
-    """What the test server echoes (SNI, Host, connection reuse), or the API's answer as is."""
-    if isinstance(answer, dict) and {"sni", "host", "connection", "requests"} <= answer.keys():
-        return (
-            f"server saw SNI {answer['sni']}, Host {answer['host']}, "
-            f"connection {answer['connection']} request {answer['requests']}"
-        )
-    return f"answer {answer}"
-
-
-def explain(url: str, resolver: kubealias.Resolver | None) -> None:
-    """Print what kubealias makes of the URL's host (the client does the same on its own)."""
-    host = urlsplit(url).hostname or ""
-    try:
-        r = (resolver or kubealias.get_default_resolver()).resolve(host)
-    except kubealias.KubeAliasError as exc:
-        print(f"  {host}: {exc}")
-        return
-    print(f"  {host} -> TLS name {r.tls_name}, addresses {', '.join(r.addresses) or '-'}")
 
 
 def charge_body(n: int) -> dict[str, Any]:
@@ -113,16 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=3, help="charges to send (default 3)")
     args = parser.parse_args(argv)
     if args.demo:
-        from kubealias.testing import ClusterDNS, TLSServer
-
-        # payment-api is an ExternalName for the provider's host, served on 127.0.0.1 by a TLS
-        # server whose certificate names only that host.
-        with ClusterDNS(namespace="production") as dns:
-            dns.article_services(payment_api_ip="127.0.0.1")
-            resolver = dns.resolver()
-            with TLSServer([resolver.resolve("payment-api").tls_name]) as server:
-                url = server.url("payment-api", "/v1/charges")
-                return run(url, server.client_context(), resolver, args.count, args.use_async)
+        with demo_lab() as (url, lab_ca, resolver):
+            context = ssl.create_default_context(cafile=lab_ca)
+            return run(url, context, resolver, args.count, args.use_async)
     url = os.environ.get("PAYMENT_API_URL", DEFAULT_URL)
     cafile = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE")
     # httpx 0.28 takes a CA bundle as an SSLContext (verify=<path> is deprecated).

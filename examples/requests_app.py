@@ -17,6 +17,8 @@ one. Against an in-process cluster DNS and TLS server from ``kubealias.testing``
 ``kubealias demo`` does; needs ``pip install 'kubealias[demo]'``, no cluster)::
 
     python examples/requests_app.py --demo
+
+The demo lab and the printing are in ``examples/_payment.py``, shared with the httpx example.
 """
 
 from __future__ import annotations
@@ -25,25 +27,12 @@ import argparse
 import os
 import sys
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
+from _payment import DEFAULT_URL, demo_lab, describe, explain
 
 import kubealias
 from kubealias.requests import Session
-
-DEFAULT_URL = "https://payment-api/v1/charges"
-
-
-def explain(url: str, resolver: kubealias.Resolver | None) -> None:
-    """Print what kubealias makes of the URL's host (the client does the same on its own)."""
-    host = urlsplit(url).hostname or ""
-    try:
-        r = (resolver or kubealias.get_default_resolver()).resolve(host)
-    except kubealias.KubeAliasError as exc:
-        print(f"  {host}: {exc}")
-        return
-    print(f"  {host} -> TLS name {r.tls_name}, addresses {', '.join(r.addresses) or '-'}")
 
 
 def charge(session: requests.Session, url: str, verify: str | bool, cents: int) -> Any:
@@ -59,16 +48,6 @@ def charge(session: requests.Session, url: str, verify: str | bool, cents: int) 
     )
     response.raise_for_status()
     return response.json()
-
-
-def describe(answer: Any) -> str:
-    """What the test server echoes (SNI, Host, connection reuse), or the API's answer as is."""
-    if isinstance(answer, dict) and {"sni", "host", "connection", "requests"} <= answer.keys():
-        return (
-            f"server saw SNI {answer['sni']}, Host {answer['host']}, "
-            f"connection {answer['connection']} request {answer['requests']}"
-        )
-    return f"answer {answer}"
 
 
 def run(url: str, verify: str | bool, resolver: kubealias.Resolver | None, count: int) -> int:
@@ -91,16 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=3, help="charges to send (default 3)")
     args = parser.parse_args(argv)
     if args.demo:
-        from kubealias.testing import ClusterDNS, TLSServer
-
-        # payment-api is an ExternalName for the provider's host, served on 127.0.0.1 by a TLS
-        # server whose certificate names only that host.
-        with ClusterDNS(namespace="production") as dns:
-            dns.article_services(payment_api_ip="127.0.0.1")
-            resolver = dns.resolver()
-            with TLSServer([resolver.resolve("payment-api").tls_name]) as server:
-                url = server.url("payment-api", "/v1/charges")
-                return run(url, server.cafile, resolver, args.count)
+        with demo_lab() as (url, cafile, resolver):
+            return run(url, cafile, resolver, args.count)
     url = os.environ.get("PAYMENT_API_URL", DEFAULT_URL)
     verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or True
     return run(url, verify, None, args.count)

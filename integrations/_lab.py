@@ -21,16 +21,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import selectors
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    # Only for annotations: the pod lab itself imports this module.
+    from integrations.pod.lab import PodLab
 
 __all__ = [
     "JsonLinesChild",
@@ -50,6 +54,7 @@ __all__ = [
 
 #: A lab class (``Self`` is Python 3.11+; the project supports 3.10).
 _LabT = TypeVar("_LabT", bound="Lab")
+_ServerLabT = TypeVar("_ServerLabT", bound="ServerLab")
 #: A JSON-lines child class.
 _ChildT = TypeVar("_ChildT", bound="JsonLinesChild")
 
@@ -84,12 +89,8 @@ class Lab:
     def __enter__(self: _LabT) -> _LabT:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
+        # Stopped whatever happened inside; an exception goes on (None is returned).
         self.stop()
 
 
@@ -97,13 +98,97 @@ class ServerLab(Lab):
     """A lab of servers inside a started pod whose clients are modules of
     :mod:`integrations.clients`: each client gets ``{"lab": client_config(), "args": args}``.
 
-    Subclasses set :attr:`pod` (the :class:`~integrations.pod.lab.PodLab` they run in) and
-    define :meth:`client_config`.
+    :meth:`start` and :meth:`stop` are the same for every such lab: the lab's files live in a
+    directory of its own inside the pod's, made by :meth:`start` and removed by :meth:`stop`,
+    and a start that fails half-way stops what it started. Subclasses set :attr:`pod` (the
+    :class:`~integrations.pod.lab.PodLab` they run in), :attr:`dir`, :attr:`timings` and
+    :attr:`dir_prefix`, and define :meth:`unavailable`, :meth:`_setup`, :meth:`_teardown`,
+    :meth:`ensure_running`, :meth:`clear_logs` and :meth:`client_config`.
     """
 
-    pod: Any
+    pod: PodLab
+    #: The lab's directory inside the pod's (None when stopped).
+    dir: Path | None
+    #: Seconds each step of :meth:`start` took (``start`` for the whole), and of restarts.
+    timings: dict[str, float]
+    #: The name of the lab's directory, before a random suffix.
+    dir_prefix: str
     #: The default of :meth:`run_client`'s ``timeout``, in seconds.
     client_timeout: float = 60.0
+
+    def start(self: _ServerLabT) -> _ServerLabT:
+        """Make the lab's directory inside the pod's and set the servers up in it
+        (:meth:`_setup`); nothing is left behind when that fails. Idempotent.
+
+        Raises:
+            LabUnavailable: this machine lacks what the lab needs (:meth:`unavailable`).
+            LabError: the pod is not started, or a server failed to come up.
+        """
+        if self._started:
+            return self
+        if not self.pod.started or self.pod.dir is None:
+            raise LabError(f"{type(self).__name__} needs a started PodLab")
+        reason = self.unavailable()
+        if reason is not None:
+            raise LabUnavailable(reason)
+        t0 = time.monotonic()
+        try:
+            self.dir = self.pod.dir / f"{self.dir_prefix}-{secrets.token_hex(3)}"
+            # Servers drop privileges inside the pod: they must be able to read their files.
+            self.dir.mkdir(mode=0o755)
+            self.dir.chmod(0o755)
+            self._setup(self.dir)
+        except BaseException:
+            self.stop()
+            raise
+        self._started = True
+        self.timings["start"] = time.monotonic() - t0
+        return self
+
+    def stop(self) -> None:
+        """Stop every server (:meth:`_teardown`) and remove the lab's directory. Idempotent."""
+        self._teardown()
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+        self._started = False
+
+    @contextlib.contextmanager
+    def _timed(self, step: str) -> Iterator[None]:
+        """Record in :attr:`timings` how long the block took (when it succeeds)."""
+        t0 = time.monotonic()
+        yield
+        self.timings[step] = time.monotonic() - t0
+
+    def unavailable(self) -> str | None:
+        """Why this machine cannot host the lab (a missing program), or None."""
+        raise NotImplementedError
+
+    def _setup(self, directory: Path) -> None:
+        """Create the lab's files in ``directory`` and start its servers."""
+        raise NotImplementedError
+
+    def _teardown(self) -> None:
+        """Stop every server (also the ones a failed :meth:`_setup` left); idempotent."""
+        raise NotImplementedError
+
+    def ensure_running(self) -> None:
+        """Start again every server a test stopped or that died (used between tests)."""
+        raise NotImplementedError
+
+    def clear_logs(self) -> None:
+        """Count the servers' logs afresh from here."""
+        raise NotImplementedError
+
+    def reset(self: _ServerLabT, *, clear_logs: bool = False) -> _ServerLabT:
+        """The state every test starts from: the pod's default zone records, ``named`` and
+        this lab's servers running, and with ``clear_logs`` the logs counted afresh."""
+        self.pod.ensure_running()
+        self.pod.reset_records()
+        self.ensure_running()
+        if clear_logs:
+            self.clear_logs()
+        return self
 
     def client_config(self) -> dict[str, Any]:
         """What a client module needs to reach the lab's servers (JSON values)."""

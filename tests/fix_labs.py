@@ -115,13 +115,9 @@ def https_lab(pod: PodLab) -> Iterator[HttpsLab]:
 
 
 @pytest.fixture
-def https_clean(pod: PodLab, https_lab: HttpsLab) -> HttpsLab:
+def https_clean(https_lab: HttpsLab) -> HttpsLab:
     """The lab with default zone records, named and nginx running, and empty logs."""
-    pod.ensure_running()
-    pod.reset_records()
-    https_lab.ensure_running()
-    https_lab.clear_logs()
-    return https_lab
+    return https_lab.reset(clear_logs=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,10 +135,6 @@ def pg_lab(pod: PodLab) -> Iterator[PgLab]:
 
 
 @pytest.fixture
-def pg_clean(pod: PodLab, pg_lab: PgLab) -> PgLab:
+def pg_clean(pg_lab: PgLab) -> PgLab:
     """The lab with default zone records, named and every PostgreSQL running, and empty logs."""
-    pod.ensure_running()
-    pod.reset_records()
-    pg_lab.ensure_running()
-    pg_lab.clear_logs()
-    return pg_lab
+    return pg_lab.reset(clear_logs=True)

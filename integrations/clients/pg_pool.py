@@ -24,18 +24,23 @@ def _problems(logs: list[str]) -> list[str]:
     return [r for r in logs if " WARNING " in r or " ERROR " in r]
 
 
+def _options(lab: PgTarget, args: dict[str, Any]) -> dict[str, Any]:
+    """What both pools are given besides their connection class and how they open."""
+    return {
+        "conninfo": lab.conninfo("database"),
+        "min_size": 2,
+        "max_size": 4,
+        "name": "app",
+        "kwargs": {"autocommit": True},
+        **args["pool_kwargs"],
+    }
+
+
 def sync_pool(lab: PgTarget, args: dict[str, Any]) -> dict[str, Any]:
     """The sync pool's run."""
     logs = capture_logs()
     pool = ConnectionPool(
-        lab.conninfo("database"),
-        connection_class=kubealias.psycopg.Connection,
-        min_size=2,
-        max_size=4,
-        open=True,
-        name="app",
-        kwargs={"autocommit": True},
-        **args["pool_kwargs"],
+        connection_class=kubealias.psycopg.Connection, open=True, **_options(lab, args)
     )
     pool.wait(timeout=15)
 
@@ -64,14 +69,7 @@ async def async_pool(lab: PgTarget, args: dict[str, Any]) -> dict[str, Any]:
     """The async pool's run."""
     logs = capture_logs()
     pool = AsyncConnectionPool(
-        lab.conninfo("database"),
-        connection_class=kubealias.psycopg.AsyncConnection,
-        min_size=2,
-        max_size=4,
-        open=False,
-        name="app",
-        kwargs={"autocommit": True},
-        **args["pool_kwargs"],
+        connection_class=kubealias.psycopg.AsyncConnection, open=False, **_options(lab, args)
     )
     await pool.open(wait=True, timeout=15)
 

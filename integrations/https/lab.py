@@ -67,8 +67,6 @@ import grp
 import hashlib
 import json
 import pwd
-import secrets
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -82,7 +80,6 @@ import trustme
 
 from integrations._lab import (
     LabError,
-    LabUnavailable,
     ServerLab,
     file_size,
     read_since,
@@ -298,42 +295,26 @@ class HttpsLab(ServerLab):
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def start(self) -> HttpsLab:
-        """Make the certificates, write the configuration, start nginx and wait until it
-        accepts connections on every listen address and both ports."""
-        if self._started:
-            return self
-        if not self.pod.started or self.pod.dir is None:
-            raise LabError("HttpsLab needs a started PodLab")
-        if which("nginx") is None:
-            raise LabUnavailable("nginx not found (Debian package nginx-light)")
-        t0 = time.monotonic()
-        try:
-            self.dir = self.pod.dir / f"https-{secrets.token_hex(3)}"
-            self.dir.mkdir(mode=0o755)
-            self.dir.chmod(0o755)
-            (self.dir / "tmp").mkdir()
-            self._make_certificates()
-            (self.dir / "stream.bin").write_bytes(stream_body())
-            self.timings["certificates"] = time.monotonic() - t0
-            t1 = time.monotonic()
-            self._start_nginx(choose_ports=True)
-            self.timings["nginx_ready"] = time.monotonic() - t1
-        except BaseException:
-            self.stop()
-            raise
-        self._started = True
-        self.timings["start"] = time.monotonic() - t0
-        return self
+    # :meth:`start` (inherited): make the certificates, write the configuration, start nginx
+    # and wait until it accepts connections on every listen address and both ports;
+    # :meth:`stop`: stop the proxy and nginx and remove the lab directory.
+    dir_prefix = "https"
 
-    def stop(self) -> None:
-        """Stop the proxy and nginx and remove the lab directory. Idempotent."""
+    def unavailable(self) -> str | None:
+        """Why nginx cannot run here, or None."""
+        return None if which("nginx") else "nginx not found (Debian package nginx-light)"
+
+    def _setup(self, directory: Path) -> None:
+        (directory / "tmp").mkdir()
+        with self._timed("certificates"):
+            self._make_certificates()
+            (directory / "stream.bin").write_bytes(stream_body())
+        with self._timed("nginx_ready"):
+            self._start_nginx(choose_ports=True)
+
+    def _teardown(self) -> None:
         self.stop_proxy()
         self._stop_nginx()
-        if self.dir is not None:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = None
-        self._started = False
 
     def restart(self) -> None:
         """Stop nginx (fast shutdown: open connections are cut) and start it again on the

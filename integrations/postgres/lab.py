@@ -78,7 +78,6 @@ import trustme
 
 from integrations._lab import (
     LabError,
-    LabUnavailable,
     ServerLab,
     file_size,
     read_since,
@@ -397,51 +396,33 @@ class PgLab(ServerLab):
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def start(self) -> PgLab:
-        """initdb, certificates, configuration; start every server and wait until all accept."""
-        if self._started:
-            return self
-        if not self.pod.started or self.pod.dir is None:
-            raise LabError("PgLab needs a started PodLab")
-        reason = unavailable_reason()
-        if reason is not None:
-            raise LabUnavailable(reason)
+    # :meth:`start` (inherited): initdb, certificates, configuration; start every server and
+    # wait until all accept. :meth:`stop`: shut every server down (fast shutdown) and remove
+    # the lab directory.
+    dir_prefix = "pg"
+
+    def unavailable(self) -> str | None:
+        """Why PostgreSQL cannot run here (see :func:`unavailable_reason`), or None."""
+        return unavailable_reason()
+
+    def _setup(self, directory: Path) -> None:
         self.bindir = find_bindir()
-        t0 = time.monotonic()
-        try:
-            self.dir = self.pod.dir / f"pg-{secrets.token_hex(3)}"
-            self.dir.mkdir(mode=0o755)
-            self.dir.chmod(0o755)
+        with self._timed("certificates"):
             self._make_certificates()
-            self.timings["certificates"] = time.monotonic() - t0
-            t1 = time.monotonic()
+        with self._timed("initdb"):
             template = self._initdb()
-            self.timings["initdb"] = time.monotonic() - t1
-            t2 = time.monotonic()
+        with self._timed("instances"):
             self._copy_data(template)
             for spec in INSTANCES:
                 self.instances[spec.name] = self._make_instance(spec)
             shutil.rmtree(template.parent, ignore_errors=True)
-            self.timings["instances"] = time.monotonic() - t2
-            t3 = time.monotonic()
+        with self._timed("servers_ready"):
             self._start_all(choose_port=True)
-            self.timings["servers_ready"] = time.monotonic() - t3
-        except BaseException:
-            self.stop()
-            raise
-        self._started = True
-        self.timings["start"] = time.monotonic() - t0
-        return self
 
-    def stop(self) -> None:
-        """Shut every server down (fast shutdown) and remove the lab directory. Idempotent."""
+    def _teardown(self) -> None:
         for instance in self.instances.values():
             self._stop_instance(instance)
-        if self.dir is not None:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = None
         self.instances = {}
-        self._started = False
 
     def running(self, name: str | None = None) -> bool:
         """Whether the server ``name`` (default: every server) runs."""

@@ -123,16 +123,16 @@ class Worker:
 
             import kubealias.httpx
 
-            transport = kubealias.httpx.HTTPTransport(verify=self.context)
-            self.client = httpx.Client(transport=transport)
+            self.client = httpx.Client(transport=kubealias.httpx.HTTPTransport(verify=self.context))
         elif self.kind == "httpx-async":
             import httpx
 
             import kubealias.httpx
 
             self.loop = asyncio.new_event_loop()
-            transport = kubealias.httpx.AsyncHTTPTransport(verify=self.context)
-            self.client = httpx.AsyncClient(transport=transport)
+            self.client = httpx.AsyncClient(
+                transport=kubealias.httpx.AsyncHTTPTransport(verify=self.context)
+            )
         elif self.kind == "psycopg-async":
             self.loop = asyncio.new_event_loop()
         elif self.kind == "pool":
@@ -141,7 +141,7 @@ class Worker:
             import kubealias.psycopg
 
             kwargs = dict(self.pg_kwargs)
-            extra = {}
+            extra: dict[str, Any] = {}
             if self.spec.get("lifetime"):
                 extra["max_lifetime"] = float(self.spec["lifetime"])
             if self.spec.get("check"):

@@ -1,5 +1,8 @@
 """Test-side helpers of the pod reliability tests: run ``_load.py`` in the pod, judge, report.
 
+The workers of a load are declared from one table: :data:`REQUESTS`, :data:`HTTPX`, ... (one
+client each, and its ``_NEW_CONN`` form that opens a new connection per request) and
+:func:`pool`; each test lists the ones it runs (``[REQUESTS, HTTPX_NEW_CONN, pool(2)]``).
 :func:`start_load` starts the load script inside the pod's namespace (a
 :class:`~integrations._lab.JsonLinesChild`) and waits until every
 worker has made one successful request; :meth:`LoadRun.stop` ends it and returns its records.
@@ -17,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import pytest
 
@@ -30,6 +33,55 @@ from integrations.postgres.lab import PgLab
 LOAD_MODULE = "tests.reliability._load"
 
 Record = dict[str, Any]
+
+# --------------------------------------------------------------------------------------------
+# The workers of a load
+# --------------------------------------------------------------------------------------------
+
+#: The clients ``_load.py`` knows (``pool`` is a ``psycopg_pool`` of ``kubealias.psycopg``).
+Kind = Literal["requests", "httpx", "httpx-async", "psycopg", "psycopg-async", "pool"]
+
+
+class _Worker(TypedDict):
+    kind: Kind
+    #: The service it sends to: ``payment-api`` (nginx) or ``database`` (PostgreSQL).
+    host: str
+
+
+class WorkerSpec(_Worker, total=False):
+    """One worker thread of ``_load.py``: a client and how it is used."""
+
+    #: A new connection per request (``Connection: close``); the label gets ``/new-conn``.
+    fresh: bool
+    #: ``pool`` only: its size, whether it checks each connection on checkout, and the
+    #: connections' lifetime in seconds.
+    size: int
+    check: bool
+    lifetime: float
+
+
+REQUESTS: WorkerSpec = {"kind": "requests", "host": "payment-api"}
+REQUESTS_NEW_CONN: WorkerSpec = {**REQUESTS, "fresh": True}
+HTTPX: WorkerSpec = {"kind": "httpx", "host": "payment-api"}
+HTTPX_NEW_CONN: WorkerSpec = {**HTTPX, "fresh": True}
+HTTPX_ASYNC: WorkerSpec = {"kind": "httpx-async", "host": "payment-api"}
+HTTPX_ASYNC_NEW_CONN: WorkerSpec = {**HTTPX_ASYNC, "fresh": True}
+#: A new connection per query, sync and async (so every query resolves again).
+PSYCOPG: WorkerSpec = {"kind": "psycopg", "host": "database"}
+PSYCOPG_ASYNC: WorkerSpec = {"kind": "psycopg-async", "host": "database"}
+#: The kinds that send HTTP (to ``payment-api``); the others query PostgreSQL.
+HTTP_KINDS = frozenset({"requests", "httpx", "httpx-async"})
+
+
+def pool(size: int, *, check: bool = False, lifetime: float | None = None) -> WorkerSpec:
+    """A ``psycopg_pool.ConnectionPool`` of ``size`` connections to ``database``, checking each
+    connection on checkout when ``check``, replacing them after ``lifetime`` seconds if given."""
+    spec: WorkerSpec = {"kind": "pool", "host": "database", "size": size}
+    if check:
+        spec["check"] = True
+    if lifetime is not None:
+        spec["lifetime"] = lifetime
+    return spec
 
 
 @dataclass
@@ -71,11 +123,19 @@ class LoadRun:
     def kill(self) -> None:
         self.child.close()
 
+    def end(self) -> list[Record]:
+        """:meth:`stop` if the script still runs (no records when it has exited already), and
+        release it in any case: what a test's ``finally`` does."""
+        try:
+            return self.stop() if self.process.poll() is None else []
+        finally:
+            self.kill()
+
 
 def start_load(
     pod: PodLab,
     tmp_path: Path,
-    workers: Sequence[Mapping[str, Any]],
+    workers: Sequence[WorkerSpec],
     *,
     https: HttpsLab | None = None,
     pg: PgLab | None = None,

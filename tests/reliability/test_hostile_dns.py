@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
 
 import dns.message
 import dns.rrset
@@ -512,7 +512,7 @@ def _httpx_async(resolver: Resolver, port: int) -> None:
     asyncio.run(run())
 
 
-PG = {"user": "app", "password": SECRET, "dbname": "app", "sslmode": "verify-full"}
+PG: dict[str, Any] = {"user": "app", "password": SECRET, "dbname": "app", "sslmode": "verify-full"}
 
 
 def _psycopg(resolver: Resolver, port: int) -> None:
@@ -609,7 +609,7 @@ def test_survivable_answers_resolve_to_the_genuine_chain_only(
     netguard: NetGuard,
     genuine_server: ThreadingHTTPServer,
     fault: Fault,
-    transport: str,
+    transport: Literal["udp", "tcp"],
 ) -> None:
     _genuine(cluster_dns, GENUINE)
     cluster_dns.fault(FQDN, fault)

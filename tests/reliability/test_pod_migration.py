@@ -47,6 +47,7 @@ from integrations.pod import lab as L
 from integrations.pod.lab import PodLab
 from integrations.postgres import lab as P
 from integrations.postgres.lab import PgLab
+from tests.reliability import _pod as W
 from tests.reliability._pod import brief, by_kind, failures, report, start_load
 
 TTL = 1
@@ -57,14 +58,8 @@ POOL_LIFETIME = 1.5
 SLACK = 0.5
 
 WORKERS = [
-    {"kind": "requests", "host": "payment-api"},
-    {"kind": "requests", "host": "payment-api", "fresh": True},
-    {"kind": "httpx", "host": "payment-api"},
-    {"kind": "httpx", "host": "payment-api", "fresh": True},
-    {"kind": "httpx-async", "host": "payment-api", "fresh": True},
-    {"kind": "psycopg", "host": "database"},
-    {"kind": "psycopg-async", "host": "database"},
-    {"kind": "pool", "host": "database", "size": 2, "lifetime": POOL_LIFETIME},
+    *(W.REQUESTS, W.REQUESTS_NEW_CONN, W.HTTPX, W.HTTPX_NEW_CONN, W.HTTPX_ASYNC_NEW_CONN),
+    *(W.PSYCOPG, W.PSYCOPG_ASYNC, W.pool(2, lifetime=POOL_LIFETIME)),
 ]
 
 #: What each state serves: HTTP (SNI, vhost, address) and PostgreSQL (server, TLS name).
@@ -139,12 +134,8 @@ def flips(
     pod: PodLab, https_lab: HttpsLab, pg_lab: PgLab, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Run]:
     """The load through FLIPS flips, run once for the tests of this module."""
-    pod.ensure_running()
-    pod.reset_records()
-    https_lab.ensure_running()
-    https_lab.clear_logs()
-    pg_lab.ensure_running()
-    pg_lab.clear_logs()
+    https_lab.reset(clear_logs=True)
+    pg_lab.reset(clear_logs=True)
     try:
         set_state(pod, cluster=False)  # the ExternalNames, with the lowered TTL
         timeline = Timeline(time.time())
@@ -160,8 +151,7 @@ def flips(
                 timeline.change(cluster, sent, time.time())
             time.sleep(PERIOD)
         finally:
-            records = load.stop() if load.process.poll() is None else []
-            load.kill()
+            records = load.end()
         yield Run(records, https_lab.access_log(min_entries=1, timeout=5), timeline, load.done)
     finally:
         pod.reset_records()

@@ -44,7 +44,8 @@ from integrations.https.lab import HttpsLab
 from integrations.pod import lab as L
 from integrations.pod.lab import PodLab
 from integrations.postgres.lab import EXTERNAL, PgLab
-from tests.reliability._pod import between, brief, by_kind, failures, report, start_load
+from tests.reliability import _pod as W
+from tests.reliability._pod import Record, between, brief, by_kind, failures, report, start_load
 
 OUTAGE = 30.0
 MAX_STALE = 20.0
@@ -57,20 +58,15 @@ SLACK = 1.0
 TIMEOUT = 2.0
 
 WORKERS = [
-    {"kind": "requests", "host": "payment-api"},
-    {"kind": "requests", "host": "payment-api"},
-    {"kind": "requests", "host": "payment-api", "fresh": True},
-    {"kind": "httpx", "host": "payment-api"},
-    {"kind": "httpx", "host": "payment-api", "fresh": True},
-    {"kind": "httpx-async", "host": "payment-api"},
-    {"kind": "psycopg", "host": "database"},
-    {"kind": "psycopg-async", "host": "database"},
+    *(W.REQUESTS, W.REQUESTS, W.REQUESTS_NEW_CONN),
+    *(W.HTTPX, W.HTTPX_NEW_CONN, W.HTTPX_ASYNC),
+    *(W.PSYCOPG, W.PSYCOPG_ASYNC),
 ]
 #: The external name each host's last answer led to (named in the error past the bound).
 TARGETS = {"payment-api": L.PAYMENT_API_TARGET, "database": L.DATABASE_TARGET}
 
 
-def _served_right(record: dict) -> bool:
+def _served_right(record: Record) -> bool:
     """The request reached the external name, verified (nginx vhost / PostgreSQL server)."""
     info = record.get("info") or {}
     if record["kind"] in ("psycopg", "psycopg-async"):
@@ -111,8 +107,7 @@ def test_dns_outage_served_stale_then_clear_error_then_recovery(
         time.sleep(TTL + 1 + STEADY)
     finally:
         pod.ensure_running()
-        records = load.stop() if load.process.poll() is None else []
-        load.kill()
+        records = load.end()
 
     before = [r for r in records if r["t0"] < down]
     stale_window = between(records, down, down + MAX_STALE - SLACK)

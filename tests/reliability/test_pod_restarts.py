@@ -32,6 +32,7 @@ from integrations.https.lab import HttpsLab
 from integrations.pod import lab as L
 from integrations.pod.lab import PodLab
 from integrations.postgres.lab import EXTERNAL, PgLab
+from tests.reliability import _pod as W
 from tests.reliability._pod import brief, by_kind, failures, report, start_load
 
 STEADY = 2.0
@@ -45,18 +46,8 @@ POOL_SIZE = 2
 #: second, a client cannot start more than this many requests while it is away.
 MAX_FAILURES_PER_CLIENT = 60
 
-HTTP_WORKERS = [
-    {"kind": "requests", "host": "payment-api"},
-    {"kind": "requests", "host": "payment-api", "fresh": True},
-    {"kind": "httpx", "host": "payment-api"},
-    {"kind": "httpx-async", "host": "payment-api"},
-]
-PG_WORKERS = [
-    {"kind": "psycopg", "host": "database"},
-    {"kind": "pool", "host": "database", "size": POOL_SIZE, "check": True},
-    {"kind": "pool", "host": "database", "size": POOL_SIZE},
-    {"kind": "psycopg-async", "host": "database"},
-]
+HTTP_WORKERS = [W.REQUESTS, W.REQUESTS_NEW_CONN, W.HTTPX, W.HTTPX_ASYNC]
+PG_WORKERS = [W.PSYCOPG, W.pool(POOL_SIZE, check=True), W.pool(POOL_SIZE), W.PSYCOPG_ASYNC]
 #: The worker index of the pool without ``check``.
 UNCHECKED_POOL = len(HTTP_WORKERS) + 2
 
@@ -91,16 +82,14 @@ def test_server_restarts_only_requests_in_flight_fail(
     finally:
         https_clean.ensure_running()
         pg_clean.ensure_running()
-        records = load.stop() if load.process.poll() is None else []
-        load.kill()
+        records = load.end()
 
-    http_kinds = {"requests", "httpx", "httpx-async"}
     per_restart: dict[str, Any] = {}
     for server, (down, up) in outages.items():
         window = [
             r
             for r in records
-            if (r["kind"] in http_kinds) == (server == "nginx") and down - SLACK <= r["t0"] <= up
+            if (r["kind"] in W.HTTP_KINDS) == (server == "nginx") and down - SLACK <= r["t0"] <= up
         ]
         per_restart[server] = {
             "away_s": round(up - down, 3),
@@ -120,7 +109,7 @@ def test_server_restarts_only_requests_in_flight_fail(
         # A connection error from the client, not a kubealias one, not a refused certificate.
         assert r["cause"] is None, r
         assert "certificate" not in r["error"]["message"].lower(), r
-        server = "nginx" if r["kind"] in http_kinds else "postgres"
+        server = "nginx" if r["kind"] in W.HTTP_KINDS else "postgres"
         down, up = outages[server]
         in_flight = down - SLACK <= r["t0"] <= up + SLACK or down <= r["t1"] <= up + SLACK
         if not in_flight:
@@ -135,7 +124,7 @@ def test_server_restarts_only_requests_in_flight_fail(
 
     # Every client recovered on its own, soon after the server was back, and stayed well.
     for index, spec in enumerate(workers):
-        server = "nginx" if spec["kind"] in http_kinds else "postgres"
+        server = "nginx" if spec["kind"] in W.HTTP_KINDS else "postgres"
         down, up = outages[server]
         mine = [r for r in records if r["w"] == index]
         late = [r for r in mine if r["t0"] >= up + RECOVERY and not r["ok"]]

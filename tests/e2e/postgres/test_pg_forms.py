@@ -24,9 +24,7 @@ pytestmark = pytest.mark.pod
 @pytest.fixture(scope="module")
 def forms(pg_lab: PgLab) -> dict[str, Any]:
     """Every case of :func:`cases`, in one client process inside the pod."""
-    pg_lab.pod.ensure_running()
-    pg_lab.pod.reset_records()
-    pg_lab.ensure_running()
+    pg_lab.reset()
     out: dict[str, Any] = pg_lab.run_client("pg_forms", cases(pg_lab))
     return out
 

@@ -22,9 +22,7 @@ pytestmark = pytest.mark.pod
 
 @pytest.fixture(scope="module")
 def sqlalchemy_results(pg_lab: PgLab) -> dict[str, Any]:
-    pg_lab.pod.ensure_running()
-    pg_lab.pod.reset_records()
-    pg_lab.ensure_running()
+    pg_lab.reset()
     out: dict[str, Any] = pg_lab.run_client("pg_sqlalchemy")
     return out
 
@@ -42,9 +40,7 @@ def test_sqlalchemy_engine(sqlalchemy_results: dict[str, Any], pg_lab: PgLab, ki
 
 @pytest.fixture(scope="module")
 def django_results(pg_lab: PgLab) -> dict[str, Any]:
-    pg_lab.pod.ensure_running()
-    pg_lab.pod.reset_records()
-    pg_lab.ensure_running()
+    pg_lab.reset()
     out: dict[str, Any] = pg_lab.run_client("pg_django")
     return out
 
