@@ -28,9 +28,9 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 if TYPE_CHECKING:
     # Only for annotations: the pod lab itself imports this module.
@@ -40,11 +40,13 @@ __all__ = [
     "JsonLinesChild",
     "Lab",
     "LabError",
+    "LabFile",
     "LabUnavailable",
     "ServerLab",
     "file_size",
     "read_since",
     "settled_size",
+    "started_or_raise",
     "tail",
     "terminate",
     "tool",
@@ -65,6 +67,40 @@ class LabError(RuntimeError):
 
 class LabUnavailable(LabError):
     """The lab cannot run on this machine (not root, missing programs, no netns)."""
+
+
+class LabFile:
+    """A file of a lab's directory, read as an attribute (``conf = LabFile("nginx.conf", doc)``).
+
+    Args:
+        name: the file's name inside the directory.
+        doc: what the file holds (the attribute's docstring).
+        under: the attribute of the lab holding the directory (None until the lab started).
+    """
+
+    def __init__(self, name: str, doc: str, *, under: str = "dir") -> None:
+        self.name = name
+        self.under = under
+        self.__doc__ = doc
+
+    @overload
+    def __get__(self, lab: None, owner: type[Any] | None = None) -> LabFile: ...
+
+    @overload
+    def __get__(self, lab: object, owner: type[Any] | None = None) -> Path: ...
+
+    def __get__(self, lab: object | None, owner: type[Any] | None = None) -> Path | LabFile:
+        """The file's path.
+
+        Raises:
+            LabError: the lab has no directory yet (it has not been started).
+        """
+        if lab is None:
+            return self
+        directory = getattr(lab, self.under)
+        if directory is None:
+            raise LabError(f"{type(lab).__name__} has not been started")
+        return Path(directory) / self.name
 
 
 class Lab:
@@ -279,6 +315,24 @@ def _signal(process: subprocess.Popen[Any], group: bool, sig: int) -> None:
             os.killpg(process.pid, sig)
         else:
             os.kill(process.pid, sig)
+
+
+def started_or_raise(
+    process: subprocess.Popen[Any] | None, what: str, diagnostics: Callable[[], str]
+) -> None:
+    """Raise when a server that should be coming up has exited instead.
+
+    Args:
+        process: the server's process (None: never started).
+        what: the server, as the message names it (``"nginx (ports 443, 80)"``).
+        diagnostics: what to show of its logs, read only when it has exited.
+
+    Raises:
+        LabError: ``what`` exited (its code and ``diagnostics()`` in the message).
+    """
+    if process is None or process.poll() is not None:
+        code = None if process is None else process.returncode
+        raise LabError(f"{what} exited with {code} while starting\n{diagnostics()}")
 
 
 def terminate(

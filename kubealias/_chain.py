@@ -24,6 +24,7 @@ __all__ = [
     "MAX_CHAIN",
     "Attempt",
     "Kind",
+    "Lookup",
     "Outcome",
     "Question",
     "Status",
@@ -263,6 +264,38 @@ def lookup(candidates: Sequence[str]) -> Generator[list[Question], list[Reply], 
     if servfail:
         return Outcome("failure", detail="server failure (SERVFAIL)", tried=tuple(tried))
     return Outcome("notfound", ttl=min(negative_ttls, default=0), tried=tuple(tried))
+
+
+class Lookup:
+    """Drives :func:`lookup` for an I/O loop: ``batch`` is the next batch of questions while
+    ``pending``; :meth:`feed` gives it the replies; ``outcome`` is then the :class:`Outcome`, or
+    the :class:`~kubealias.ChainError` the chain ended in. A driver is three lines::
+
+        steps = Lookup(names)
+        while steps.pending:
+            steps.feed(exchange(steps.batch, ...))
+    """
+
+    __slots__ = ("_steps", "batch", "outcome", "pending")
+
+    def __init__(self, candidates: Sequence[str]) -> None:
+        self._steps = lookup(candidates)
+        self.outcome: Outcome | ChainError | None = None
+        self.batch: list[Question] = []
+        self.pending = True
+        self._advance(None)
+
+    def feed(self, replies: list[Reply]) -> None:
+        """Hand over one reply (or exception) per question of ``batch``."""
+        self._advance(replies)
+
+    def _advance(self, replies: list[Reply] | None) -> None:
+        try:
+            self.batch = next(self._steps) if replies is None else self._steps.send(replies)
+        except StopIteration as stop:
+            self.outcome, self.pending = stop.value, False
+        except ChainError as exc:
+            self.outcome, self.pending = exc, False
 
 
 def _longest(families: Sequence[Family]) -> tuple[str, ...]:

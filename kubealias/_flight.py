@@ -56,16 +56,12 @@ class Flight(Generic[T]):
     def lead(self, work: Callable[[], T]) -> T:
         """Run ``work`` as the flight's leader and land what it returns or raises."""
         with self._landing_errors():
-            result = work()
-        self.land(result)
-        return result
+            return self._landed(work())
 
     async def alead(self, work: Callable[[], Awaitable[T]]) -> T:
         """The asyncio form of :meth:`lead`."""
         with self._landing_errors():
-            result = await work()
-        self.land(result)
-        return result
+            return self._landed(await work())
 
     def land(self, result: T | BaseException) -> None:
         """Leave the registry and hand ``result`` to the waiters.
@@ -96,14 +92,10 @@ class Flight(Generic[T]):
             TimedOut: ``deadline`` passed.
         """
         try:
-            return self.future.result(self._left(deadline))
-        except concurrent.futures.TimeoutError:
-            self._stuck(deadline)
-            return None
+            with self._judging(deadline):
+                return self.future.result(self._left(deadline))
         except Retry:
             return None
-        except KubeAliasError as exc:
-            raise copy.copy(exc) from None
 
     async def wait_async(self, deadline: float) -> T | None:
         """The asyncio form of :meth:`wait`, with the same results and errors."""
@@ -111,14 +103,14 @@ class Flight(Generic[T]):
         # the other waiters are on.
         waiter = asyncio.shield(asyncio.wrap_future(self.future))
         try:
-            return await asyncio.wait_for(waiter, self._left(deadline))
-        except asyncio.TimeoutError:
-            self._stuck(deadline)
-            return None
+            with self._judging(deadline):
+                return await asyncio.wait_for(waiter, self._left(deadline))
         except Retry:
             return None
-        except KubeAliasError as exc:
-            raise copy.copy(exc) from None
+
+    def _landed(self, result: T) -> T:
+        self.land(result)
+        return result
 
     @contextlib.contextmanager
     def _landing_errors(self) -> Iterator[None]:
@@ -131,10 +123,18 @@ class Flight(Generic[T]):
     def _left(self, deadline: float) -> float:
         return max(min(deadline, self.deadline) + WAIT_GRACE - time.monotonic(), 0.0)
 
-    def _stuck(self, deadline: float) -> None:
-        self._flights.drop(self)  # stuck past its deadline: nobody joins it again
-        if time.monotonic() >= deadline:
-            raise TimedOut() from None
+    @contextlib.contextmanager
+    def _judging(self, deadline: float) -> Iterator[None]:
+        """How a wait ended: the leader's error (a copy: each waiter gets its own traceback),
+        or no result in time; then the flight is stuck past its deadline and dropped, so that
+        nobody joins it again, and the waiter joins again (:class:`Retry`) while it has time."""
+        try:
+            yield
+        except (concurrent.futures.TimeoutError, asyncio.TimeoutError):
+            self._flights.drop(self)
+            raise (Retry() if time.monotonic() < deadline else TimedOut()) from None
+        except KubeAliasError as exc:
+            raise copy.copy(exc) from None
 
 
 class Flights(Generic[T]):

@@ -22,7 +22,7 @@ from typing import IO, Any
 
 from . import _policy
 from ._cache import Cache, CacheStats, Entry
-from ._chain import Outcome, lookup
+from ._chain import Lookup, Outcome
 from ._config import HOSTS_FILE, NAMESPACE_FILE, RESOLV_CONF, Config
 from ._errors import ChainError
 from ._flight import Flights, TimedOut
@@ -282,34 +282,22 @@ class Resolver:
 
     def _lookup(self, job: _Job) -> Resolution:
         tries = functools.partial(schedule, self.config, job.deadline)
-        steps = lookup(job.names)
-        outcome: Outcome | ChainError
-        try:
-            batch = next(steps)
-            while True:
-                batch = steps.send(exchange(batch, tries, job.deadline))
-        except StopIteration as stop:
-            outcome = stop.value
-        except ChainError as exc:
-            outcome = exc  # settled outside the handler: the error raised has no context
-        return self._settle(job, outcome)
+        steps = Lookup(job.names)
+        while steps.pending:
+            steps.feed(exchange(steps.batch, tries, job.deadline))
+        return self._settle(job, steps.outcome)
 
     async def _alookup(self, job: _Job) -> Resolution:
         tries = functools.partial(schedule, self.config, job.deadline)
-        steps = lookup(job.names)
-        outcome: Outcome | ChainError
-        try:
-            batch = next(steps)
-            while True:
-                batch = steps.send(await exchange_async(batch, tries, job.deadline))
-        except StopIteration as stop:
-            outcome = stop.value
-        except ChainError as exc:
-            outcome = exc  # settled outside the handler: the error raised has no context
-        return self._settle(job, outcome)
+        steps = Lookup(job.names)
+        while steps.pending:
+            steps.feed(await exchange_async(steps.batch, tries, job.deadline))
+        return self._settle(job, steps.outcome)
 
-    def _settle(self, job: _Job, outcome: Outcome | ChainError) -> Resolution:
-        """Decide what the lookup means (policy), then carry it out."""
+    def _settle(self, job: _Job, outcome: Outcome | ChainError | None) -> Resolution:
+        """Decide what the lookup means (policy), then carry it out. Called outside any
+        exception handler: the error raised carries no internal context."""
+        assert outcome is not None  # the lookup has ended
         now = self._clock()
         if isinstance(outcome, ChainError):
             decision = _policy.chain_failure(job.host, outcome, now)

@@ -80,9 +80,11 @@ import trustme
 
 from integrations._lab import (
     LabError,
+    LabFile,
     ServerLab,
     file_size,
     read_since,
+    started_or_raise,
     tail,
     terminate,
     tool,
@@ -273,25 +275,12 @@ class HttpsLab(ServerLab):
             raise LabError("the HTTPS lab has not been started")
         return self.dir / name
 
-    @property
-    def conf(self) -> Path:
-        """The generated ``nginx.conf``."""
-        return self._path("nginx.conf")
-
-    @property
-    def access_log_path(self) -> Path:
-        """nginx's access log (JSON lines)."""
-        return self._path("access.log")
-
-    @property
-    def error_log_path(self) -> Path:
-        """nginx's error log (level ``info``: failed handshakes are there)."""
-        return self._path("error.log")
-
-    @property
-    def proxy_log_path(self) -> Path:
-        """The forward proxy's log (JSON lines)."""
-        return self._path("proxy.log")
+    conf = LabFile("nginx.conf", "The generated ``nginx.conf``.")
+    access_log_path = LabFile("access.log", "nginx's access log (JSON lines).")
+    error_log_path = LabFile(
+        "error.log", "nginx's error log (level ``info``: failed handshakes are there)."
+    )
+    proxy_log_path = LabFile("proxy.log", "The forward proxy's log (JSON lines).")
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -476,14 +465,15 @@ class HttpsLab(ServerLab):
         return "\n".join(parts) or "(nginx printed nothing)"
 
     def _check_alive(self, error_offset: int) -> None:
-        assert self._nginx is not None
-        if self._nginx.poll() is not None:
-            code = self._nginx.returncode
+        nginx = self._nginx
+        assert nginx is not None
+        if nginx.poll() is not None:
             self._stop_nginx()  # a worker may outlive a failed master
-            raise LabError(
-                f"nginx exited with {code} while starting (ports {self.port}, "
-                f"{self.http_port})\n{self._diagnostics(error_offset)}"
-            )
+        started_or_raise(
+            nginx,
+            f"nginx (ports {self.port}, {self.http_port})",
+            lambda: self._diagnostics(error_offset),
+        )
 
     def _wait_for_pid_file(self, error_offset: int) -> None:
         """Wait until nginx has written its pid file: it does so only after it has bound every

@@ -61,9 +61,11 @@ from integrations._lab import (
     JsonLinesChild,
     Lab,
     LabError,
+    LabFile,
     LabUnavailable,
     file_size,
     settled_size,
+    started_or_raise,
     terminate,
     tool,
     which,
@@ -563,21 +565,10 @@ class _Named:
             return "recursion yes: whole CNAME chain, like CoreDNS"
         return "recursion no: stops at the zone edge"
 
-    @property
-    def conf(self) -> Path:
-        return self.dir / "named.conf"
-
-    @property
-    def querylog(self) -> Path:
-        return self.dir / "queries.log"
-
-    @property
-    def log(self) -> Path:
-        return self.dir / "named.log"
-
-    @property
-    def stderr(self) -> Path:
-        return self.dir / "named.stderr"
+    conf = LabFile("named.conf", "The server's configuration.")
+    querylog = LabFile("queries.log", "Every query the server received (``querylog``).")
+    log = LabFile("named.log", "The server's general log.")
+    stderr = LabFile("named.stderr", "What ``named -g`` printed.")
 
     def diagnostics(self) -> str:
         """The tail of named's stderr and log, for error messages."""
@@ -805,13 +796,9 @@ class PodLab(Lab):
         deadline = time.monotonic() + timeout
         last = ""
         while True:
-            process = server.process
-            if process is None or process.poll() is not None:
-                code = None if process is None else process.returncode
-                raise LabError(
-                    f"named ({server.name}, port {server.port}) exited with {code} while "
-                    f"starting\n{server.diagnostics()}"
-                )
+            started_or_raise(
+                server.process, f"named ({server.name}, port {server.port})", server.diagnostics
+            )
             result = self.exec(
                 [
                     tool("dig"),

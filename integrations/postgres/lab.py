@@ -78,9 +78,11 @@ import trustme
 
 from integrations._lab import (
     LabError,
+    LabFile,
     ServerLab,
     file_size,
     read_since,
+    started_or_raise,
     tail,
     tool,
     which,
@@ -222,20 +224,11 @@ class PgInstance:
         """The (first) address it listens on."""
         return self.spec.addresses[0]
 
-    @property
-    def data(self) -> Path:
-        """The data directory (owned by ``postgres``, mode 700)."""
-        return self.root / "data"
-
-    @property
-    def socket_dir(self) -> Path:
-        """Its ``unix_socket_directories`` (each instance has its own)."""
-        return self.root / "socket"
-
-    @property
-    def log(self) -> Path:
-        """The server's log (its stderr): connections, errors."""
-        return self.root / "server.log"
+    data = LabFile("data", "The data directory (owned by ``postgres``, mode 700).", under="root")
+    socket_dir = LabFile(
+        "socket", "Its ``unix_socket_directories`` (each instance has its own).", under="root"
+    )
+    log = LabFile("server.log", "The server's log (its stderr): connections, errors.", under="root")
 
     def postmaster_pid(self) -> int | None:
         """The pid in ``postmaster.pid`` (None when absent)."""
@@ -666,13 +659,11 @@ class PgLab(ServerLab):
         connections are accepted)."""
         deadline = time.monotonic() + self.ready_timeout
         while True:
-            process = instance.process
-            if process is None or process.poll() is not None:
-                code = None if process is None else process.returncode
-                raise LabError(
-                    f"PostgreSQL {instance.name!r} exited with {code} while starting "
-                    f"(port {self.port})\n{self._diagnostics(instance)}"
-                )
+            started_or_raise(
+                instance.process,
+                f"PostgreSQL {instance.name!r} (port {self.port})",
+                lambda: self._diagnostics(instance),
+            )
             if instance.status() == "ready":
                 return
             if time.monotonic() > deadline:
