@@ -240,7 +240,7 @@ def _patterns(var: str, value: Any) -> tuple[str, ...]:
     items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
     out = []
     for item in items:
-        if not isinstance(item, str) or not _GLOB.match(item.lower()) or item.strip(".") == "":
+        if not isinstance(item, str) or not _GLOB.match(normalize(item)) or item.strip(".") == "":
             raise ConfigError(var, value, f"{item!r} is not a host name glob pattern")
         out.append(normalize(item))
     return tuple(out)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "Classified",
+    "ascii_lower",
     "candidates",
     "classify",
     "in_domain",
@@ -30,11 +31,22 @@ _LDH_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 # Kubernetes: Service names are RFC 1035 labels (start with a letter), namespaces RFC 1123 labels.
 _SERVICE_LABEL = re.compile(r"[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 _NAMESPACE_LABEL = _LDH_LABEL
+# A-Z -> a-z and nothing else: DNS compares names case-insensitively in ASCII only (RFC 4343),
+# while str.lower() also folds non-ASCII letters into ASCII ones (KELVIN SIGN -> "k").
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def ascii_lower(name: str) -> str:
+    """``name`` with A-Z lowercased and every other character kept as it is.
+
+    ``"\u212aafka".lower()`` is ``"kafka"``: a Unicode look-alike would become a Service name.
+    """
+    return name.lower() if name.isascii() else name.translate(_ASCII_LOWER)
 
 
 def normalize(name: str) -> str:
-    """Lowercase ``name`` and drop one trailing dot."""
-    name = name.lower()
+    """Lowercase ``name`` in ASCII only (:func:`ascii_lower`) and drop one trailing dot."""
+    name = ascii_lower(name)
     return name[:-1] if name.endswith(".") else name
 
 
@@ -88,7 +100,8 @@ def classify(host: str, cluster_domain: str) -> Classified:
 
     Kubernetes service and namespace names are single labels, so the only shapes are ``svc``,
     ``svc.ns``, ``svc.ns.svc`` and ``svc.ns.svc.<cluster-domain>``, with an optional trailing dot
-    and in any case. Everything else is passed through without a DNS query.
+    and in any case (ASCII case: a host with any other character is never a Service name).
+    Everything else is passed through without a DNS query.
 
     Args:
         host: the host exactly as the application gave it.
@@ -103,6 +116,10 @@ def classify(host: str, cluster_domain: str) -> Classified:
         return Classified(False, "a Unix socket path")
     if is_ip_literal(host):
         return Classified(False, "an IP address literal")
+    if not host.isascii():
+        # Kubernetes names are ASCII: a host that is not can only be a look-alike of one
+        # (docs/design.md, "Which names are looked up"). No query, whatever it folds into.
+        return Classified(False, "not a valid host name: not ASCII, so never a Service name")
     name = normalize(host)
     if name == "localhost" or name.endswith(".localhost"):
         return Classified(False, "localhost (RFC 6761)")
@@ -136,7 +153,7 @@ def candidates(host: str, search: Sequence[str], ndots: int) -> list[str]:
     """
     if host.endswith("."):
         return [normalize(host)]
-    name = host.lower()
+    name = ascii_lower(host)
     as_is_first = name.count(".") >= ndots
     out: list[str] = []
 
