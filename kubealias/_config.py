@@ -236,8 +236,16 @@ def _flag(var: str, value: Any) -> bool:
 
 
 def _patterns(var: str, value: Any) -> tuple[str, ...]:
-    """Host name glob patterns (space or comma)."""
+    """Host name glob patterns (space or comma): at least one.
+
+    An allowlist that is given but names no pattern (``","``, ``[]``) is an error, never "no
+    allowlist": that would allow every target, the opposite of what was asked (fail closed).
+    """
     items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    if not items:
+        raise ConfigError(
+            var, value, "names no pattern: give at least one glob pattern, or leave it unset"
+        )
     out = []
     for item in items:
         if not isinstance(item, str) or not _GLOB.match(normalize(item)) or item.strip(".") == "":

@@ -182,6 +182,32 @@ def test_bad_values_name_variable_and_value(var: str, value: str) -> None:
     assert isinstance(info.value, OSError) and isinstance(info.value, ValueError)
 
 
+@pytest.mark.parametrize("value", [",", " , ,, ", ",,\t,"])
+def test_allowlist_variable_with_no_pattern_fails_closed(value: str) -> None:
+    # Set, but naming no pattern: an error, never "no allowlist" (which would allow anything).
+    with pytest.raises(ConfigError, match="KUBEALIAS_ALLOWED_TARGETS") as info:
+        conf(environ={"KUBEALIAS_ALLOWED_TARGETS": value})
+    assert "no pattern" in str(info.value)
+
+
+@pytest.mark.parametrize("value", [[], (), ",", " , ", ""])
+def test_allowlist_keyword_with_no_pattern_fails_closed(value: object) -> None:
+    with pytest.raises(ConfigError, match="allowed_targets") as info:
+        conf(allowed_targets=value)
+    assert "no pattern" in str(info.value)
+
+
+def test_allowlist_unset_is_no_allowlist() -> None:
+    # Unset, empty (as every variable) or the keyword None: no allowlist.
+    for c in (
+        conf(),
+        conf(environ={"KUBEALIAS_ALLOWED_TARGETS": ""}),
+        conf(allowed_targets=None),
+    ):
+        assert c.allowed_targets == ()
+        assert c.sources["allowed_targets"].startswith("default")
+
+
 def test_min_ttl_above_max_ttl() -> None:
     with pytest.raises(ConfigError, match="KUBEALIAS_MIN_TTL"):
         conf(environ={"KUBEALIAS_MIN_TTL": "60", "KUBEALIAS_MAX_TTL": "30"})
