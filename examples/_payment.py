@@ -28,7 +28,9 @@ def demo_lab() -> Iterator[tuple[str, str, kubealias.Resolver]]:
     # server whose certificate names only that host.
     with ClusterDNS(namespace="production") as dns:
         dns.article_services(payment_api_ip="127.0.0.1")
-        resolver = dns.resolver()
+        # Targets pinned, as KUBEALIAS_ALLOWED_TARGETS should pin them in production (without,
+        # kubealias warns once: UnpinnedTargetWarning).
+        resolver = dns.resolver(allowed_targets="*.example.test")
         with TLSServer([resolver.resolve("payment-api").tls_name]) as server:
             yield server.url("payment-api", "/v1/charges"), server.cafile, resolver
 

@@ -18,6 +18,7 @@ from ._resolver import (
     resolve,
     set_default_resolver,
 )
+from ._warnings import KubeAliasWarning, UnknownVariableWarning, UnpinnedTargetWarning
 
 __version__ = "0.1.0"
 
@@ -26,10 +27,13 @@ __all__ = [
     "Config",
     "ConfigError",
     "KubeAliasError",
+    "KubeAliasWarning",
     "PolicyError",
     "Resolution",
     "ResolutionError",
     "Resolver",
+    "UnknownVariableWarning",
+    "UnpinnedTargetWarning",
     "aresolve",
     "get_default_resolver",
     "resolve",

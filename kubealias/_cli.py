@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import ssl
 import struct
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
+from ._config import unknown_variables, unpinned_notice
 from ._models import Resolution
 from ._report import print_resolution
 from ._resolver import Resolver
+from ._warnings import UnknownVariableWarning, UnpinnedTargetWarning
 
 __all__ = ["main"]
 
@@ -86,13 +90,16 @@ def _dump(out: TextIO, data: object) -> None:
 
 def _resolve(args: argparse.Namespace, out: TextIO) -> int:
     resolver = Resolver()
-    result = resolver.resolve(args.name)
+    result = _shown_here(UnpinnedTargetWarning, resolver.resolve, args.name)
+    notice = unpinned_notice(resolver.config, result)
     if args.json:
         data = result.to_dict()
         data["cache"] = _cache_text(resolver, result)
+        data.update({"warning": notice} if notice else {})
         _dump(out, data)
     else:
         print_resolution(result, out, cache=_cache_text(resolver, result))
+        _print_notices(out, [notice])
     return 0
 
 
@@ -112,16 +119,49 @@ def _cache_text(resolver: Resolver, result: Resolution) -> str:
 
 
 def _env(args: argparse.Namespace, out: TextIO) -> int:
-    config = Resolver().config
-    rows = config.describe()
+    config = _shown_here(UnknownVariableWarning, Resolver).config
+    unknown = unknown_variables(os.environ)
+    notice = unpinned_notice(config)
+    # Unknown variables are rows too, in the same shape: their source says they are ignored.
+    rows = config.describe() + [
+        (u.name, _printable(os.environ[u.name]), f"ignored: {u.hint}") for u in unknown
+    ]
     if args.json:
-        _dump(out, {var: {"value": value, "source": src} for var, value, src in rows})
+        data = {var: {"value": value, "source": src} for var, value, src in rows}
+        if notice:
+            data["KUBEALIAS_ALLOWED_TARGETS"]["warning"] = notice
+        _dump(out, data)
         return 0
     width = max(len(var) for var, _, _ in rows) + 2
     vwidth = max(min(len(value), 48) for _, value, _ in rows) + 2
     for var, value, src in rows:
         print(f"{var:<{width}}{value or '-':<{vwidth}}{src}", file=out)
+    _print_notices(out, [*map(str, unknown), notice])
     return 0
+
+
+def _printable(value: str) -> str:
+    """A variable's value as given, escaped if it holds control characters."""
+    return value if value.isprintable() else ascii(value)
+
+
+_T = TypeVar("_T")
+
+
+def _shown_here(category: type[Warning], call: Callable[..., _T], *args: Any) -> _T:
+    """``call(*args)`` without emitting ``category``: this command prints that notice itself."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category)
+        return call(*args)
+
+
+def _print_notices(out: TextIO, notices: Sequence[str | None]) -> None:
+    """A blank line, then one ``warning`` line per notice given (None: none)."""
+    shown = [n for n in notices if n]
+    if shown:
+        print(file=out)
+    for notice in shown:
+        print(f"{'warning':<12}{notice}", file=out)
 
 
 # --- check --------------------------------------------------------------------------------

@@ -7,18 +7,23 @@ Every value remembers where it came from, for ``kubealias env``.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import ipaddress
+import logging
 import math
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import IO, Any
 
 from ._errors import ConfigError
+from ._models import Resolution
 from ._names import classify, is_valid_hostname, normalize
+from ._warnings import UNKNOWN_VARIABLE_NOTICE, UNPINNED_NOTICE, UnknownVariableWarning
 
 __all__ = [
     "KNOWN_VARIABLES",
@@ -28,8 +33,13 @@ __all__ = [
     "Reading",
     "ResolvConf",
     "Setting",
+    "UnknownVariable",
     "parse_resolv_conf",
+    "unknown_variables",
+    "unpinned_notice",
 ]
+
+log = logging.getLogger("kubealias")
 
 RESOLV_CONF = "/etc/resolv.conf"
 NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -558,6 +568,72 @@ SETTINGS: tuple[Setting, ...] = (
 #: Every ``KUBEALIAS_*`` variable kubealias reads (for the unknown-variable check).
 KNOWN_VARIABLES: frozenset[str] = frozenset(s.variable for s in SETTINGS if s.variable)
 
+_PREFIX = "KUBEALIAS_"
+
+
+@dataclass(frozen=True)
+class UnknownVariable:
+    """A ``KUBEALIAS_*`` variable that kubealias does not read: most likely a typo."""
+
+    #: The variable as set.
+    name: str
+    #: The known variable closest to it, or None when none is close.
+    closest: str | None
+
+    @property
+    def hint(self) -> str:
+        """``did you mean KUBEALIAS_STRICT?``, or where the known names are listed."""
+        if self.closest:
+            return f"did you mean {self.closest}?"
+        return "`kubealias env` lists the known ones"
+
+    def __str__(self) -> str:
+        return UNKNOWN_VARIABLE_NOTICE % (self.name, self.hint)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[UnknownVariable]:
+    """The ``KUBEALIAS_*`` variables of ``environ`` that kubealias does not know, sorted.
+
+    A misspelt variable is otherwise silently ignored, security ones included
+    (``KUBEALIAS_ALLOWED_TARGET``, ``KUBEALIAS_STIRCT``). The prefix is matched in any case
+    (``kubealias_strict`` is a typo too); set but empty counts, since an empty value may be the
+    one that was meant. The closest known name is found by :mod:`difflib` on the part after
+    the prefix, which every name shares.
+
+    Args:
+        environ: the environment.
+
+    Returns:
+        One :class:`UnknownVariable` per unknown name.
+    """
+    suffixes = {v[len(_PREFIX) :]: v for v in KNOWN_VARIABLES}
+    out = []
+    for name in sorted(environ):
+        if not name.upper().startswith(_PREFIX) or name in KNOWN_VARIABLES:
+            continue
+        close = difflib.get_close_matches(name[len(_PREFIX) :].upper(), suffixes, n=1)
+        out.append(UnknownVariable(name, suffixes[close[0]] if close else None))
+    return out
+
+
+def _check_variables(environ: Mapping[str, str], strict: bool) -> None:
+    """Warn about each unknown ``KUBEALIAS_*`` variable; under strict mode, refuse the first.
+
+    Raises:
+        ConfigError: ``strict`` and an unknown variable is set.
+    """
+    for unknown in unknown_variables(environ):
+        if strict:
+            raise ConfigError(
+                unknown.name,
+                environ[unknown.name],
+                f"not a kubealias variable ({unknown.hint}); KUBEALIAS_STRICT refuses "
+                "unknown KUBEALIAS_* variables",
+            )
+        log.warning(UNKNOWN_VARIABLE_NOTICE, unknown.name, unknown.hint)
+        # stacklevel 1: the warning is about the environment, not about the caller's line.
+        warnings.warn(str(unknown), UnknownVariableWarning, stacklevel=1)
+
 
 @dataclass(frozen=True)
 class Config:
@@ -615,7 +691,12 @@ class Config:
 
         Raises:
             ConfigError: a value is malformed; the message names the variable and the value.
+                Also an unknown ``KUBEALIAS_*`` variable under strict mode.
             TypeError: an unknown keyword.
+
+        Warns:
+            UnknownVariableWarning: a ``KUBEALIAS_*`` variable that kubealias does not read
+                (also logged), naming the closest known one.
         """
         unknown = set(overrides) - {s.field for s in SETTINGS}
         if unknown:
@@ -636,11 +717,17 @@ class Config:
             raise ConfigError(
                 "KUBEALIAS_MIN_TTL", min_ttl, f"greater than KUBEALIAS_MAX_TTL={max_ttl:g}"
             )
+        _check_variables(environ, reading.values["strict"])
         return cls(**reading.values, sources=reading.sources)
 
     def allows(self, tls_name: str) -> bool:
         """True when ``tls_name`` matches one of ``allowed_targets`` (case-insensitive)."""
         return any(fnmatch.fnmatchcase(tls_name, pattern) for pattern in self.allowed_targets)
+
+    @property
+    def pinned(self) -> bool:
+        """True when an allowlist pins the TLS names that aliases may get."""
+        return bool(self.allowed_targets)
 
     def describe(self) -> list[tuple[str, str, str]]:
         """Rows of (variable or keyword, value, where it came from), for ``kubealias env``."""
@@ -648,6 +735,31 @@ class Config:
             (s.variable or s.field, s.show(getattr(self, s.field)), self.sources.get(s.field, ""))
             for s in SETTINGS
         ]
+
+
+def unpinned_notice(config: Config, result: Resolution | None = None) -> str | None:
+    """The "no allowlist" notice that ``kubealias env`` and ``kubealias resolve`` show.
+
+    Args:
+        config: the effective configuration.
+        result: a resolution just made; None for the configuration alone.
+
+    Returns:
+        For the configuration: what happens to aliases while no allowlist is set. For a
+        result: the notice of :class:`~kubealias.UnpinnedTargetWarning` when it is an alias
+        rewritten without an allowlist. None when the targets are pinned, or the result is not
+        an alias.
+    """
+    if config.pinned:
+        return None
+    if result is not None:
+        return UNPINNED_NOTICE % (result.tls_name, result.name) if result.is_alias else None
+    if config.strict:
+        return "no KUBEALIAS_ALLOWED_TARGETS and KUBEALIAS_STRICT is set: every alias is refused"
+    return (
+        "no KUBEALIAS_ALLOWED_TARGETS: aliases get whatever TLS name DNS gives (warned once per "
+        "process as UnpinnedTargetWarning); set it to the external names you expect"
+    )
 
 
 def _read_namespace(path: str | os.PathLike[str] | None) -> str | None:

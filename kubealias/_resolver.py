@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -29,6 +30,7 @@ from ._flight import Flights, TimedOut
 from ._models import Resolution
 from ._names import normalize
 from ._transport import exchange, exchange_async, schedule
+from ._warnings import UNPINNED_NOTICE, UnpinnedTargetWarning
 
 __all__ = [
     "Resolver",
@@ -47,17 +49,24 @@ _warn_lock = threading.Lock()
 
 
 def _warn_unpinned(result: Resolution) -> None:
-    """Once per process: TLS is verified against names learned from DNS, with no allowlist."""
+    """Once per process: TLS is verified against names learned from DNS, with no allowlist.
+
+    Logged, and emitted as :class:`~kubealias.UnpinnedTargetWarning`: the library's
+    NullHandler hides the log record from an application that configures no logging, while
+    Python shows a warning by default and lets it be filtered (as urllib3's
+    ``InsecureRequestWarning``). A filter that turns it into an error makes this first
+    unpinned resolution raise it, as the filter asks.
+    """
     global _warned_no_allowlist
     with _warn_lock:
         if _warned_no_allowlist:
             return
         _warned_no_allowlist = True
-    log.warning(
-        "kubealias verifies TLS against names learned from DNS (%s for %s); set "
-        "KUBEALIAS_ALLOWED_TARGETS to the external names you expect to pin them",
-        result.tls_name,
-        result.name,
+    log.warning(UNPINNED_NOTICE, result.tls_name, result.name)
+    # stacklevel 1: the notice is about the process's configuration, not about the caller's
+    # line (and the caller is often a client library or an event loop).
+    warnings.warn(
+        UNPINNED_NOTICE % (result.tls_name, result.name), UnpinnedTargetWarning, stacklevel=1
     )
 
 
