@@ -15,6 +15,7 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -140,6 +141,23 @@ def test_unpinned_warning_is_shown_by_default_once(dns: ClusterDNS) -> None:
     # ... and the ordinary -W / PYTHONWARNINGS syntax silences it.
     quiet = run_python(code, {**dns.env(), "PYTHONWARNINGS": "ignore::UserWarning"})
     assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_readme_trust_example_filters_the_warning(
+    dns: ClusterDNS, first_in_process: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    trust = readme.split("\n## Trust\n", 1)[1].split("\n## ", 1)[0]
+    code = trust.split("```python\n", 1)[1].split("```", 1)[0]
+    with (
+        caplog.at_level(logging.WARNING, logger="kubealias"),
+        warnings.catch_warnings(record=True) as record,
+    ):
+        warnings.simplefilter("always")
+        exec(compile(code, "README.md", "exec"), {})
+        dns.resolver().resolve("database")
+    assert record == []
+    assert [r.getMessage() for r in caplog.records] == [NOTICE]
 
 
 # --- item 10: unknown KUBEALIAS_* variables --------------------------------------------------
