@@ -184,6 +184,22 @@ def test_a_trio_task_waits_on_an_asyncio_lookup_in_another_thread(
     assert queries(dns) == (1, 1)
 
 
+def test_an_asyncio_task_waits_on_a_trio_lookup_in_another_thread(
+    resolver: Resolver, dns: ClusterDNS
+) -> None:
+    dns.delay(FQDN, 0.3)
+    led: list[Resolution] = []
+    thread = threading.Thread(target=lambda: led.append(trio.run(resolver.aresolve, "database")))
+    thread.start()
+    time.sleep(0.05)  # the trio task leads
+    try:
+        result = asyncio.run(resolver.aresolve("database"))
+    finally:
+        thread.join(5)
+    assert led == [result] and led[0] is result
+    assert queries(dns) == (1, 1)
+
+
 def test_a_sync_call_inside_a_trio_task_while_its_lookup_runs(
     resolver: Resolver, dns: ClusterDNS
 ) -> None:
