@@ -1,9 +1,11 @@
-"""Single flight: concurrent misses on one name share one lookup, in threads and in asyncio.
+"""Single flight: concurrent misses on one name share one lookup, in threads, asyncio and trio.
 
 The first caller to miss becomes the leader: it runs the lookup (:meth:`Flight.lead`,
 :meth:`Flight.alead`) and lands the result (or the error) on the flight; every other caller
-joins the flight and waits, the blocking way (:meth:`Flight.wait`) or the asyncio way
-(:meth:`Flight.wait_async`), never past the leader's own deadline. A leader that dies without a
+joins the flight and waits, the blocking way (:meth:`Flight.wait`) or the async way
+(:meth:`Flight.wait_async`, on asyncio or trio), never past the leader's own deadline. Leader and
+waiters may be in different threads and event loops: the flight is a
+``concurrent.futures.Future``. A leader that dies without a
 result (cancelled, interrupted) abandons the flight and its waiters join again; a flight stuck
 past its deadline is dropped so that nobody joins it again.
 
@@ -21,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Generic, TypeVar
 
+from . import _aio
 from ._errors import KubeAliasError
 
 __all__ = ["Flight", "Flights", "TimedOut"]
@@ -59,7 +62,8 @@ class Flight(Generic[T]):
             return self._landed(work())
 
     async def alead(self, work: Callable[[], Awaitable[T]]) -> T:
-        """The asyncio form of :meth:`lead`."""
+        """The async form of :meth:`lead` (asyncio or trio: a cancelled leader abandons the
+        flight, as an interrupted one does)."""
         with self._landing_errors():
             return self._landed(await work())
 
@@ -98,13 +102,13 @@ class Flight(Generic[T]):
             return None
 
     async def wait_async(self, deadline: float) -> T | None:
-        """The asyncio form of :meth:`wait`, with the same results and errors."""
-        # shield: a waiter that is cancelled or times out must not cancel the shared future
-        # the other waiters are on.
-        waiter = asyncio.shield(asyncio.wrap_future(self.future))
+        """The async form of :meth:`wait` (asyncio or trio), with the same results and errors.
+
+        A waiter that is cancelled or times out leaves the shared future to the others.
+        """
         try:
             with self._judging(deadline):
-                return await asyncio.wait_for(waiter, self._left(deadline))
+                return await _aio.wait_future(self.future, self._left(deadline))
         except Retry:
             return None
 

@@ -197,8 +197,12 @@ class Resolver:
     async def aresolve(self, host: str) -> Resolution:
         """Resolve ``host`` without blocking the event loop; same cache and rules as resolve().
 
+        Runs under asyncio or trio; one lookup per name is shared with the threads and the
+        tasks of other event loops that miss on it at the same time.
+
         Raises:
             ResolutionError, ChainError, PolicyError: as :meth:`resolve`.
+            RuntimeError: neither asyncio nor trio runs the caller.
         """
         job = self._without_lookup(host, self._cache.get(host), fresh_first=True)
         if isinstance(job, Resolution):
@@ -370,5 +374,6 @@ def resolve(host: str) -> Resolution:
 
 
 async def aresolve(host: str) -> Resolution:
-    """Resolve ``host`` with the default resolver, without blocking the event loop."""
+    """Resolve ``host`` with the default resolver, without blocking the event loop (asyncio or
+    trio). See :meth:`Resolver.aresolve`."""
     return await (_default or get_default_resolver()).aresolve(host)

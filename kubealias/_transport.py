@@ -4,25 +4,27 @@ dnspython builds, parses and does TCP; this module decides which server gets whi
 (:func:`schedule`, glibc's ``res_send`` order), which datagram is an answer (:func:`accept`, one
 rule for both paths), and, in the blocking path, sends the questions of a batch together (A and
 AAAA at once, as glibc does) and waits for all with one selector, so a cold lookup costs one
-round trip, not two.
+round trip, not two. The async path does the same on asyncio or trio (:mod:`kubealias._aio`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
+import functools
 import selectors
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Final, Literal
 
+import dns.asyncbackend
 import dns.asyncquery
 import dns.exception
 import dns.message
 import dns.query
 import dns.rcode
 
+from . import _aio
 from ._chain import Question, Reply
 from ._config import Config
 
@@ -218,9 +220,11 @@ def _receive(
 async def exchange_async(
     questions: Sequence[Question], tries: Callable[[], Tries], deadline: float
 ) -> list[Reply]:
-    """Ask every question concurrently without blocking the event loop (see :func:`exchange`)."""
-    replies = await asyncio.gather(*(_ask_async(q, tries(), deadline) for q in questions))
-    return list(replies)
+    """Ask every question concurrently without blocking the event loop, asyncio's or trio's
+    (see :func:`exchange`)."""
+    return await _aio.gather(
+        [functools.partial(_ask_async, q, tries(), deadline) for q in questions]
+    )
 
 
 async def _ask_async(question: Question, tries: Tries, deadline: float) -> Reply:
@@ -234,8 +238,14 @@ async def _ask_async(question: Question, tries: Tries, deadline: float) -> Reply
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise _timeout()
+                # The backend named: dnspython would ask sniffio, which kubealias does not need.
                 response = await dns.asyncquery.tcp(
-                    query, server, left, port, one_rr_per_rrset=True
+                    query,
+                    server,
+                    left,
+                    port,
+                    one_rr_per_rrset=True,
+                    backend=dns.asyncbackend.get_backend(_aio.running()),
                 )
         except _FAILURES as exc:
             last = exc
@@ -253,28 +263,20 @@ async def _udp_async(
 
     A connected socket, as in the blocking path: the kernel drops datagrams from any other
     source and reports ICMP "port unreachable" as ``ConnectionRefusedError``, so both paths see
-    the same server behaviour. The socket is read through the running loop (asyncio); every
-    datagram is judged by :func:`accept`.
+    the same server behaviour. The socket is read through the running loop (asyncio or trio,
+    :func:`kubealias._aio.recv`); every datagram is judged by :func:`accept`.
 
     Raises:
         TimeoutError: no answer by ``end``.
         OSError: the network said no.
     """
-    loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in server else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)
         sock.connect((server, port))
         sock.send(wire)  # a datagram to a connected socket: never blocks for long
         while True:
-            left = end - time.monotonic()
-            if left <= 0:
-                raise _timeout()
-            try:
-                datagram = await asyncio.wait_for(loop.sock_recv(sock, 65535), left)
-            except asyncio.TimeoutError:
-                raise _timeout() from None
-            reply = accept(datagram, query)
+            reply = accept(await _aio.recv(sock, end), query)
             if reply is TRUNCATED:
                 return None
             if reply is not None:

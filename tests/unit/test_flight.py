@@ -1,12 +1,14 @@
-"""Single flight on its own: join, land, wait, in threads and in asyncio."""
+"""Single flight on its own: join, land, wait, in threads, in asyncio and in trio."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
+from collections.abc import Awaitable
 
 import pytest
+import trio
 
 from kubealias import ResolutionError
 from kubealias._flight import Flights, TimedOut
@@ -128,3 +130,102 @@ async def test_async_waiter_times_out() -> None:
     flight, _ = flights.join("db", time.monotonic() + 5)
     with pytest.raises(TimedOut):
         await flight.wait_async(time.monotonic() + 0.05)
+
+
+# --- trio: the same rules (trio.run: pytest-asyncio runs every async test on asyncio) -------
+
+
+def test_trio_waiters_share_the_result_and_a_cancelled_one_does_not_cancel_it() -> None:
+    flights: Flights[str] = Flights()
+    flight, _ = flights.join("db", time.monotonic() + 1)
+    got: list[str | None] = []
+
+    async def patient() -> None:
+        got.append(await flight.wait_async(time.monotonic() + 1))
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(patient)
+            with trio.move_on_after(0.01) as impatient:
+                await flight.wait_async(time.monotonic() + 1)
+            assert impatient.cancelled_caught
+            assert not flight.future.done()
+            flight.land("answer")
+
+    trio.run(main)
+    assert got == ["answer"]
+
+
+def test_trio_leader_lands_its_result() -> None:
+    flights: Flights[str] = Flights()
+    flight, _ = flights.join("db", time.monotonic() + 1)
+    got: list[str | None] = []
+
+    async def work() -> str:
+        await trio.sleep(0.01)
+        return "answer"
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: _append(got, flight.wait_async(time.monotonic() + 1)))
+            got.append(await flight.alead(work))
+
+    trio.run(main)
+    assert got == ["answer", "answer"]
+
+
+async def _append(got: list[str | None], waiting: Awaitable[str | None]) -> None:
+    got.append(await waiting)
+
+
+def test_a_cancelled_trio_leader_abandons_the_flight() -> None:
+    flights: Flights[str] = Flights()
+    flight, _ = flights.join("db", time.monotonic() + 1)
+
+    async def main() -> None:
+        with trio.move_on_after(0.01):
+            await flight.alead(trio.sleep_forever)
+
+    trio.run(main)
+    assert flight.wait(time.monotonic() + 1) is None  # the waiters join again
+    assert flights.join("db", time.monotonic() + 1)[1]
+
+
+def test_a_trio_waiter_never_waits_past_the_leaders_deadline() -> None:
+    flights: Flights[str] = Flights()
+    flight, _ = flights.join("db", time.monotonic() + 0.05)  # a leader that will never land
+    start = time.monotonic()
+    assert trio.run(flight.wait_async, time.monotonic() + 5) is None  # time left: join again
+    assert time.monotonic() - start < 1
+    assert flights.join("db", time.monotonic() + 1)[1]  # dropped: the next caller leads
+    stuck, _ = flights.join("cache", time.monotonic() + 5)
+    with pytest.raises(TimedOut):
+        trio.run(stuck.wait_async, time.monotonic() + 0.05)
+
+
+def test_a_trio_waiter_gets_a_copy_of_the_error_landed_by_a_thread() -> None:
+    flights: Flights[str] = Flights()
+    flight, _ = flights.join("db", time.monotonic() + 1)
+    error = ResolutionError("refused", name="db")
+    timer = threading.Timer(0.05, flight.land, [error])
+    timer.start()
+    with pytest.raises(ResolutionError, match="refused") as info:
+        trio.run(flight.wait_async, time.monotonic() + 1)
+    timer.join()
+    assert info.value is not error
+
+
+def test_a_trio_waiter_on_a_flight_led_by_asyncio_in_another_thread() -> None:
+    flights: Flights[str] = Flights()
+    flight, _ = flights.join("db", time.monotonic() + 1)
+
+    async def work() -> str:
+        await asyncio.sleep(0.1)
+        return "answer"
+
+    leader = threading.Thread(target=lambda: asyncio.run(flight.alead(work)))
+    leader.start()
+    try:
+        assert trio.run(flight.wait_async, time.monotonic() + 1) == "answer"
+    finally:
+        leader.join(5)

@@ -1,4 +1,4 @@
-"""One rule for stray datagrams, down the blocking and the asyncio wire paths alike.
+"""One rule for stray datagrams, down the blocking and the async wire paths (asyncio, trio) alike.
 
 A datagram that is not the answer to the question asked (another id, another question, not a
 response, unparseable, from another address) is ignored, and the wait goes on until the try's
@@ -19,6 +19,7 @@ import dns.message
 import dns.rdatatype
 import dns.rrset
 import pytest
+import trio
 
 from kubealias._transport import exchange, exchange_async
 
@@ -117,11 +118,19 @@ class StrayServer:
         yield "127.0.0.1", self.port, PER_TRY
 
 
-def _ask(server: StrayServer, path: str) -> object:
-    deadline = time.monotonic() + 2 * PER_TRY
+def _exchange(
+    path: str, tries: Callable[[], Iterator[tuple[str, int, float]]], deadline: float
+) -> object:
+    """The reply to :data:`QUESTION` down the blocking path, or the async one on asyncio or trio."""
     if path == "sync":
-        return exchange([QUESTION], server.tries, deadline)[0]
-    return asyncio.run(exchange_async([QUESTION], server.tries, deadline))[0]
+        return exchange([QUESTION], tries, deadline)[0]
+    if path == "trio":
+        return trio.run(exchange_async, [QUESTION], tries, deadline)[0]
+    return asyncio.run(exchange_async([QUESTION], tries, deadline))[0]
+
+
+def _ask(server: StrayServer, path: str) -> object:
+    return _exchange(path, server.tries, time.monotonic() + 2 * PER_TRY)
 
 
 def _addresses(reply: object) -> list[str]:
@@ -129,7 +138,7 @@ def _addresses(reply: object) -> list[str]:
     return [rdata.address for rrset in reply.answer for rdata in rrset]
 
 
-PATHS = ["sync", "async"]
+PATHS = ["sync", "async", "trio"]
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -160,7 +169,7 @@ def test_strays_alone_wait_until_the_deadline(kind: str, path: str) -> None:
 
 @pytest.mark.parametrize("path", PATHS)
 def test_a_closed_port_is_refused_at_once_on_both_paths(path: str) -> None:
-    # Both paths use connected sockets, so both hear ICMP "port unreachable".
+    # Every path uses connected sockets, so every one hears ICMP "port unreachable".
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -170,9 +179,6 @@ def test_a_closed_port_is_refused_at_once_on_both_paths(path: str) -> None:
 
     deadline = time.monotonic() + PER_TRY
     start = time.monotonic()
-    if path == "sync":
-        reply = exchange([QUESTION], tries, deadline)[0]
-    else:
-        reply = asyncio.run(exchange_async([QUESTION], tries, deadline))[0]
+    reply = _exchange(path, tries, deadline)
     assert isinstance(reply, ConnectionRefusedError), reply
     assert time.monotonic() - start < PER_TRY / 2
