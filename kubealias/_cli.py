@@ -348,8 +348,8 @@ def _describe_answer(heard: bytes, answer: str) -> str:
     if answer == "postgres error":
         return f"a PostgreSQL error ({_pg_error(heard)})"
     if answer == "text":
-        first = heard.decode("ascii", "replace").splitlines()[0][:60]
-        return f"plain text ({shown(first)!r})" if first.isprintable() else "plain text"
+        first = next((line for line in heard.decode("ascii", "replace").splitlines() if line), "")
+        return f"plain text ({first[:60]!r})"  # repr: the server's bytes, escaped
     return f"bytes that are not TLS ({heard[:16]!r})"
 
 
