@@ -500,7 +500,8 @@ def rewrite_conninfo(
     Raises:
         Exception: ``binding.programming_error`` for a malformed string, a value that is not
             valid UTF-8 or an unknown keyword (no token of the input in the message);
-            ``binding.operational_error`` when an alias cannot be resolved safely.
+            ``binding.operational_error`` when a host is refused by policy or no host of the
+            list can be resolved (see :func:`resolve_params`).
     """
     params = parse(binding, conninfo, kwargs)
     rewritten = resolve_params(binding, params, resolver, environ)

@@ -95,6 +95,8 @@ def rewrite_conninfo(conninfo: str = "", *, resolver: Resolver | None = None, **
 
     Accepts what :func:`psycopg.connect` accepts: a ``key=value`` string, a
     ``postgresql://`` URL, keyword arguments, or a mix. Returns a ``key=value`` string.
+    ``host`` is the TLS name only when the sslmode is ``verify-full``; when that comes from
+    ``PGSSLMODE`` rather than the string, use the result under the same ``PGSSLMODE``.
 
     Raises:
         psycopg.ProgrammingError: the connection string is malformed (libpq's reason, with
