@@ -1,15 +1,25 @@
 """libpq's rules, shared by every adapter built on libpq (psycopg 3, SQLAlchemy, Django, psycopg2).
 
-Three rules live here, each in one place:
+Four rules live here, each in one place:
 
-* **The host list rewrite** (:func:`rewrite`): for every host of libpq's comma-separated host
-  list that is an alias, ``host`` becomes the TLS name and ``hostaddr`` the addresses, one
-  host/hostaddr/port entry per address so that libpq fails over across them. The lists come
-  from the parameters or, as libpq reads them, from ``PGHOST``/``PGHOSTADDR``/``PGPORT``.
+* **The host list rewrite** (:func:`rewrite`): every host of libpq's comma-separated host list
+  that is an alias gets the addresses of kubealias's answer as ``hostaddr``, one
+  host/hostaddr/port entry per address so that libpq fails over across them. Its ``host``
+  becomes the TLS name **only under** ``sslmode=verify-full``: libpq also picks the
+  ``.pgpass``/``passfile`` password by ``host``, and under every other sslmode nothing verifies
+  that name, so a forged CNAME would choose which stored password is sent to the address it
+  chose (docs/design.md, Trust: "a DNS answer never chooses a credential"). There ``host``
+  stays exactly as the application gave it. The lists and the sslmode come from the parameters
+  or, as libpq reads them, from ``PGHOST``/``PGHOSTADDR``/``PGPORT``/``PGSSLMODE``.
   Unix sockets, IP literals and hosts that already have a ``hostaddr`` are never looked up;
   when nothing is an alias the parameters come back as given (the same object, so a caller can
   return its input byte for byte). With ``pin`` (the connection paths), a host the cluster DNS
   answered without a CNAME keeps its name and gets the answer's addresses as ``hostaddr``.
+* **Failover** (:func:`unresolved`): a host kubealias could not resolve (a
+  :class:`~kubealias.ResolutionError`: timeout, server failure, a broken chain) is handed to
+  libpq as given, which then fails or succeeds on it as it would without kubealias and moves on
+  to the next host; only when no host of the list is left is the failure raised. A
+  :class:`~kubealias.PolicyError` is a refusal, not a failure: it is raised at once.
 * **Redaction** (:func:`redact`): libpq quotes the token it could not parse, which may be a
   password; the message keeps libpq's reason only.
 * **Errors** (:func:`parse_error`, and the resolving drivers): a malformed connection string
@@ -17,10 +27,11 @@ Three rules live here, each in one place:
   error chained; a :class:`kubealias.KubeAliasError` becomes the binding's
   ``OperationalError`` with the kubealias error chained as ``__cause__``.
 
-Decide without I/O, then drive: :func:`lookups` says which hosts to resolve and
-:func:`rewrite` is a pure function from (parameters, resolutions) to the new parameters;
-:func:`resolve_params` and :func:`aresolve_params` only resolve those hosts (``resolve`` or
-``aresolve``) and call it, so the sync and async paths cannot drift apart.
+Decide without I/O, then drive: :func:`lookups` says which hosts to resolve, :func:`unresolved`
+whether the failures leave nothing to try, and :func:`rewrite` is a pure function from
+(parameters, outcomes) to the new parameters; :func:`resolve_params` and :func:`aresolve_params`
+only resolve those hosts (``resolve`` or ``aresolve``) and call them, so the sync and async
+paths cannot drift apart.
 
 This module does not import psycopg: a psycopg2-only install imports it too. What depends on
 the binding (parsing a conninfo string, building one, its error classes) comes in as a
@@ -37,7 +48,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from ._errors import KubeAliasError
+from ._errors import KubeAliasError, ResolutionError
 from ._models import Resolution
 from ._names import is_ip_literal
 from ._resolver import Resolver, get_default_resolver
@@ -104,19 +115,46 @@ def _is_local(host: str) -> bool:
     return host.startswith(("/", "@")) or (host[1:2] == ":" and not is_ip_literal(host))
 
 
+def _value(params: Mapping[str, Any], environ: Mapping[str, str], key: str, var: str) -> str | None:
+    """A parameter as libpq reads it: the given value, else its environment variable."""
+    if key in params and params[key] is not None:
+        return str(params[key])
+    return environ.get(var)
+
+
 def _lists(params: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[list[str], ...]:
     """host, hostaddr and port lists, taken from the parameters or, as libpq does, PG*."""
-
-    def value(key: str, var: str) -> str | None:
-        if key in params and params[key] is not None:
-            return str(params[key])
-        return environ.get(var)
-
     return (
-        _split(value("host", "PGHOST")),
-        _split(value("hostaddr", "PGHOSTADDR")),
-        _split(value("port", "PGPORT")),
+        _split(_value(params, environ, "host", "PGHOST")),
+        _split(_value(params, environ, "hostaddr", "PGHOSTADDR")),
+        _split(_value(params, environ, "port", "PGPORT")),
     )
+
+
+def verifies_host_name(params: Mapping[str, Any], environ: Mapping[str, str]) -> bool:
+    """Whether libpq will verify the server's certificate against ``host`` (``verify-full``).
+
+    Only then may ``host`` carry the TLS name: libpq also looks the ``.pgpass``/``passfile``
+    password up by ``host`` (libpq docs, *The Password File*: "matched to the host connection
+    parameter if that is specified, otherwise to the hostaddr parameter"), so the name that
+    chooses the password must be one the server proves it holds. Every other mode (``disable``,
+    ``allow``, ``prefer`` -- libpq's default --, ``require``, ``verify-ca``, a misspelt one)
+    answers False. A ``service`` (``pg_service.conf``) named without an sslmode in the
+    parameters also answers False: libpq takes the sslmode from the service file then, before
+    ``PGSSLMODE``, and kubealias does not read that file; keeping ``host`` can only make
+    ``verify-full`` fail, never send a password by a name nothing verified.
+
+    Args:
+        params: libpq connection parameters (``None`` means absent).
+        environ: The environment libpq would read ``PGSSLMODE``/``PGSERVICE`` from.
+
+    Returns:
+        True for ``sslmode=verify-full`` from the parameters, or from ``PGSSLMODE`` when no
+        service is named.
+    """
+    if params.get("sslmode") is None and _value(params, environ, "service", "PGSERVICE"):
+        return False
+    return _value(params, environ, "sslmode", "PGSSLMODE") == "verify-full"
 
 
 def _entries(
@@ -162,14 +200,53 @@ def lookups(params: Mapping[str, Any], environ: Mapping[str, str]) -> list[str]:
     return hosts
 
 
+#: What resolving one host of :func:`lookups` gave: its answer, or why there is none.
+Outcome = Resolution | ResolutionError
+
+
+def unresolved(
+    params: Mapping[str, Any], outcomes: Mapping[str, Outcome], environ: Mapping[str, str]
+) -> list[ResolutionError]:
+    """The failures to raise: every one of them when they leave no host to try, else none.
+
+    A host kubealias could not resolve goes to libpq as given (:func:`rewrite`), as it would
+    without kubealias, and libpq moves on to the next host when it fails there too. Only a
+    host list whose every entry failed leaves nothing to hand over: then libpq would merely
+    repeat the failed lookups (with no word of the chain seen), so kubealias's own errors are
+    the answer. Sockets, IP literals, hosts with a ``hostaddr`` and empty entries (libpq's
+    default host) never fail here: each is a host left to try.
+
+    Args:
+        params: libpq connection parameters.
+        outcomes: An :data:`Outcome` for every host of :func:`lookups` ``(params, environ)``.
+        environ: The environment libpq would read ``PGHOST``/``PGHOSTADDR``/``PGPORT`` from.
+
+    Returns:
+        The failures in host-list order, each once, when no entry is left; else ``[]``.
+    """
+    failed: list[ResolutionError] = []
+    for host, addr, _ in _entries(params, environ) or ():
+        outcome = outcomes.get(host) if _needs_lookup(host, addr) else None
+        if not isinstance(outcome, ResolutionError):
+            return []  # this entry is left for libpq to try
+        if outcome not in failed:
+            failed.append(outcome)
+    return failed
+
+
 def rewrite(
     params: Mapping[str, Any],
-    resolutions: Mapping[str, Resolution],
+    resolutions: Mapping[str, Outcome],
     environ: Mapping[str, str],
     *,
     pin: bool = False,
 ) -> Mapping[str, Any]:
     """The parameters with each alias of the host list rewritten (see the module docstring).
+
+    An alias gets the answer's addresses as ``hostaddr``; its ``host`` becomes the TLS name
+    under ``sslmode=verify-full`` and stays as given under any other sslmode
+    (:func:`verifies_host_name`: libpq picks the stored password by ``host``). A host whose
+    outcome is a failure stays exactly as given (libpq tries it itself; see :func:`unresolved`).
 
     With ``pin`` (the connection paths), a Service answered without a CNAME (ClusterIP,
     headless) keeps its ``host`` but gets the answer's addresses as ``hostaddr``: libpq then
@@ -179,8 +256,9 @@ def rewrite(
 
     Args:
         params: libpq connection parameters; not modified.
-        resolutions: A resolution for every host of :func:`lookups` ``(params, environ)``.
-        environ: The environment libpq would read ``PGHOST``/``PGHOSTADDR``/``PGPORT`` from.
+        resolutions: An :data:`Outcome` for every host of :func:`lookups` ``(params, environ)``.
+        environ: The environment libpq would read ``PGHOST``/``PGHOSTADDR``/``PGPORT``/
+            ``PGSSLMODE`` from.
         pin: Give non-alias hosts the answer's addresses as ``hostaddr``.
 
     Returns:
@@ -194,20 +272,26 @@ def rewrite(
     if entries is None:
         return params
     ports = _lists(params, environ)[2]
+    tls_host = verifies_host_name(params, environ)
     new_hosts: list[str] = []
     new_addrs: list[str] = []
     new_ports: list[str] = []
     changed = False
     for host, addr, port in entries:
         result = resolutions[host] if _needs_lookup(host, addr) else None
-        if result is None or not result.addresses or not (result.is_alias or pin):
+        if (
+            not isinstance(result, Resolution)
+            or not result.addresses
+            or not (result.is_alias or pin)
+        ):
             new_hosts.append(host)
             new_addrs.append(addr)
             new_ports.append(port)
             continue
         changed = True
         for address in result.addresses:
-            new_hosts.append(result.tls_name)  # the name as given when not an alias
+            # Only a name libpq verifies may choose the stored password (see above).
+            new_hosts.append(result.tls_name if tls_host else host)
             new_addrs.append(address)
             new_ports.append(port)
     if not changed:
@@ -307,6 +391,26 @@ class _client_errors:
             raise self._binding.operational_error(str(exc)) from exc
 
 
+def _settle(
+    binding: Binding,
+    params: Mapping[str, Any],
+    outcomes: Mapping[str, Outcome],
+    environ: Mapping[str, str],
+    pin: bool,
+) -> dict[str, Any]:
+    """:func:`rewrite`, unless the failures leave no host (:func:`unresolved`): then raise.
+
+    Raises:
+        Exception: ``binding.operational_error`` listing every failure, one a line, with the
+            first :class:`kubealias.ResolutionError` chained as ``__cause__``.
+    """
+    failures = unresolved(params, outcomes, environ)
+    if failures:
+        message = "\n".join(str(failure) for failure in failures)
+        raise binding.operational_error(message) from failures[0]
+    return dict(rewrite(params, outcomes, environ, pin=pin))
+
+
 # --- drivers: resolve, then rewrite -------------------------------------------------------------
 
 
@@ -331,15 +435,21 @@ def resolve_params(
         A new dict: the rewritten parameters, or a copy of ``params``.
 
     Raises:
-        Exception: ``binding.operational_error`` when an alias cannot be resolved safely; the
+        Exception: ``binding.operational_error`` when the lookups refused a host
+            (:class:`kubealias.PolicyError`) or left none to try (:func:`unresolved`); the
             :class:`kubealias.KubeAliasError` is chained as ``__cause__``.
         ConfigError: no resolver was given and ``KUBEALIAS_*`` is malformed.
     """
     chosen = resolver or get_default_resolver()
     env = os.environ if environ is None else environ
-    with _client_errors(binding):
-        resolutions = {host: chosen.resolve(host) for host in lookups(params, env)}
-    return dict(rewrite(params, resolutions, env, pin=pin))
+    outcomes: dict[str, Outcome] = {}
+    with _client_errors(binding):  # a PolicyError (a refusal) is raised at once
+        for host in lookups(params, env):
+            try:
+                outcomes[host] = chosen.resolve(host)
+            except ResolutionError as exc:  # libpq may still try it, or the next host
+                outcomes[host] = exc
+    return _settle(binding, params, outcomes, env, pin)
 
 
 async def aresolve_params(
@@ -357,11 +467,14 @@ async def aresolve_params(
     """
     chosen = resolver or get_default_resolver()
     env = os.environ if environ is None else environ
-    resolutions: dict[str, Resolution] = {}
-    with _client_errors(binding):
+    outcomes: dict[str, Outcome] = {}
+    with _client_errors(binding):  # a PolicyError (a refusal) is raised at once
         for host in lookups(params, env):
-            resolutions[host] = await chosen.aresolve(host)
-    return dict(rewrite(params, resolutions, env, pin=pin))
+            try:
+                outcomes[host] = await chosen.aresolve(host)
+            except ResolutionError as exc:  # libpq may still try it, or the next host
+                outcomes[host] = exc
+    return _settle(binding, params, outcomes, env, pin)
 
 
 def rewrite_conninfo(
@@ -387,7 +500,8 @@ def rewrite_conninfo(
     Raises:
         Exception: ``binding.programming_error`` for a malformed string, a value that is not
             valid UTF-8 or an unknown keyword (no token of the input in the message);
-            ``binding.operational_error`` when an alias cannot be resolved safely.
+            ``binding.operational_error`` when a host is refused by policy or no host of the
+            list can be resolved (see :func:`resolve_params`).
     """
     params = parse(binding, conninfo, kwargs)
     rewritten = resolve_params(binding, params, resolver, environ)

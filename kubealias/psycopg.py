@@ -4,16 +4,28 @@
 
     conn = psycopg.connect(host="database", dbname="app", sslmode="verify-full")
 
-For every host of the (comma-separated) host list that is an alias, ``host`` becomes the TLS
-name (libpq sends it as SNI and verifies the certificate against it) and ``hostaddr`` the
+For every host of the (comma-separated) host list that is an alias, ``hostaddr`` becomes the
 addresses the cluster DNS gave, one host/hostaddr/port entry per address so that libpq (and
-psycopg's own attempts) fail over across them. Hosts that are not aliases, Unix sockets, IP
-literals and hosts that already have a ``hostaddr`` are left exactly as given by
-:func:`rewrite_conninfo` and :func:`rewrite_params`. When connecting (``connect``, the
-connection classes, SQLAlchemy, Django), a Service the cluster DNS answered without a CNAME
-(ClusterIP, headless) keeps its ``host`` and gets the answer's addresses as ``hostaddr``: libpq
-verifies the name as given but does not look it up a second time (a second lookup right after a
-ClusterIP -> ExternalName change could already reach the external server).
+psycopg's own attempts) fail over across them. Under ``sslmode=verify-full`` (from the
+parameters, a URL or ``PGSSLMODE``) ``host`` becomes the TLS name: libpq sends it as SNI and
+verifies the certificate against it. Under every other sslmode (``disable``, ``allow``,
+``prefer`` -- libpq's default --, ``require``, ``verify-ca``) ``host`` stays exactly as the
+application gave it, because libpq also picks the ``.pgpass``/``passfile`` password by
+``host``: a name that nothing verifies must not come from a DNS answer, or a forged CNAME would
+choose which stored password is sent.
+
+Hosts that are not aliases, Unix sockets, IP literals and hosts that already have a
+``hostaddr`` are left exactly as given by :func:`rewrite_conninfo` and :func:`rewrite_params`.
+When connecting (``connect``, the connection classes, SQLAlchemy, Django), a Service the cluster
+DNS answered without a CNAME (ClusterIP, headless) keeps its ``host`` and gets the answer's
+addresses as ``hostaddr``: libpq verifies the name as given but does not look it up a second
+time (a second lookup right after a ClusterIP -> ExternalName change could already reach the
+external server).
+
+A host kubealias cannot resolve (:class:`kubealias.ResolutionError`: timeout, server failure, a
+broken CNAME chain) is handed to libpq as given, so ``host=database,backup`` still fails over to
+``backup``; the failure is raised only when no host is left. An allowlist refusal
+(:class:`kubealias.PolicyError`) is raised at once, whatever hosts follow.
 
 Pools resolve again on every new or replacement connection through psycopg's documented hook,
 the classmethod ``_get_connection_params`` ("Manipulate connection parameters before
@@ -24,7 +36,8 @@ connecting", psycopg docs, *Connection classes*)::
 
     pool = ConnectionPool("host=database sslmode=verify-full", connection_class=Connection)
 
-``.pgpass`` entries are matched by libpq on the *rewritten* host (the TLS name).
+``.pgpass`` entries are matched by libpq on the application's host, or under ``verify-full`` on
+the TLS name (which the server has proven it holds).
 """
 
 from __future__ import annotations
@@ -64,14 +77,15 @@ def rewrite_params(
         params: psycopg connection parameters (as :func:`psycopg.conninfo.conninfo_to_dict`
             gives them); not modified.
         resolver: The resolver to use; None for the default one.
-        environ: Where ``PGHOST``/``PGHOSTADDR``/``PGPORT`` are read (None: ``os.environ``).
+        environ: Where ``PGHOST``/``PGHOSTADDR``/``PGPORT``/``PGSSLMODE``/``PGSERVICE`` are
+            read (None: ``os.environ``).
 
     Returns:
         A new dict: the parameters with aliases rewritten, or equal to ``params``.
 
     Raises:
-        psycopg.OperationalError: an alias cannot be resolved safely; the
-            :class:`kubealias.KubeAliasError` is chained as ``__cause__``.
+        psycopg.OperationalError: a host is refused by policy, or no host of the list can be
+            resolved; the :class:`kubealias.KubeAliasError` is chained as ``__cause__``.
     """
     return _libpq.resolve_params(_libpq.psycopg3(), params, resolver, environ)
 
@@ -81,12 +95,15 @@ def rewrite_conninfo(conninfo: str = "", *, resolver: Resolver | None = None, **
 
     Accepts what :func:`psycopg.connect` accepts: a ``key=value`` string, a
     ``postgresql://`` URL, keyword arguments, or a mix. Returns a ``key=value`` string.
+    ``host`` is the TLS name only when the sslmode is ``verify-full``; when that comes from
+    ``PGSSLMODE`` rather than the string, use the result under the same ``PGSSLMODE``.
 
     Raises:
         psycopg.ProgrammingError: the connection string is malformed (libpq's reason, with
             the tokens it quotes removed, since they could be a password), or a value in it
             is not valid UTF-8.
-        psycopg.OperationalError: an alias cannot be resolved safely.
+        psycopg.OperationalError: a host is refused by policy, or no host of the list can
+            be resolved.
     """
     return _libpq.rewrite_conninfo(_libpq.psycopg3(), conninfo, kwargs, resolver)
 

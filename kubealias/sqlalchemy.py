@@ -19,8 +19,10 @@ engine's pool makes, so pooled engines resolve again whenever they open a connec
 
 * **sync engines** (``postgresql+psycopg``): the keyword arguments SQLAlchemy is about to pass
   to :func:`psycopg.connect` are rewritten in place with the rules of
-  :class:`kubealias.psycopg.Connection` (``host`` becomes the TLS name, ``hostaddr`` the
-  addresses; an in-cluster Service keeps its name, pinned to the answer's addresses).
+  :class:`kubealias.psycopg.Connection` (``hostaddr`` becomes the addresses, and ``host`` the
+  TLS name under ``sslmode=verify-full`` only, since libpq picks the ``.pgpass`` password by
+  ``host``; an in-cluster Service keeps its name, pinned to the answer's addresses; a host that
+  cannot be resolved is left to libpq, which fails over to the next).
 * **async engines** (``create_async_engine``, ``postgresql+psycopg`` or
   ``postgresql+psycopg_async``): the event runs synchronously on the event loop's thread
   (inside SQLAlchemy's greenlet adapter), where a DNS query on a cache miss would stall every

@@ -14,9 +14,10 @@
 The backend (:class:`kubealias.django.base.DatabaseWrapper`) subclasses Django's PostgreSQL
 backend (psycopg 3 only) and overrides ``get_new_connection(conn_params)``, the backend method
 that opens a connection, to rewrite ``conn_params`` with the rules of
-:class:`kubealias.psycopg.Connection`: ``host`` becomes the TLS name and ``hostaddr`` the
-addresses (an in-cluster Service keeps its name, pinned to the answer's addresses), resolved
-again for every new connection. With ``OPTIONS["pool"]`` (Django >= 5.1)
+:class:`kubealias.psycopg.Connection`: ``hostaddr`` becomes the addresses, and ``host`` the TLS
+name under ``sslmode=verify-full`` only (libpq picks the ``.pgpass`` password by ``host``); an
+in-cluster Service keeps its name, pinned to the answer's addresses; resolved again for every
+new connection. With ``OPTIONS["pool"]`` (Django >= 5.1)
 Django connects through ``psycopg_pool.ConnectionPool`` instead, so the backend sets the pool's
 ``connection_class`` to :class:`kubealias.psycopg.Connection`, which resolves for every new or
 replacement pool connection.

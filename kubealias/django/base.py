@@ -80,7 +80,7 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):  # type: ignore[misc]  # Djan
         :func:`psycopg.connect`).
 
         Raises:
-            psycopg.OperationalError: an alias cannot be resolved safely (the
+            psycopg.OperationalError: a host is refused by policy or none can be resolved (the
                 :class:`kubealias.KubeAliasError` chained), or the connection failed; Django
                 raises it as ``django.db.OperationalError``.
         """

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import pytest
 
-from kubealias import Resolution, ResolutionError, Resolver
+from kubealias import ChainError, PolicyError, Resolution, ResolutionError, Resolver
 from kubealias._libpq import (
     HOST_KEYS,
     NOT_UTF8,
@@ -29,6 +29,8 @@ from kubealias._libpq import (
     resolve_params,
     rewrite,
     rewrite_conninfo,
+    unresolved,
+    verifies_host_name,
 )
 
 RDS = "mydb.abc123.us-east-1.rds.amazonaws.com"
@@ -93,17 +95,21 @@ def test_lookups(params: dict[str, Any], env: dict[str, str], want: list[str]) -
 
 # --- the rewrite ----------------------------------------------------------------------------------
 
+#: libpq reads the sslmode from PGSSLMODE too: under verify-full an alias's host is its TLS name
+#: (the rows below); under any other sslmode it stays as given (SSLMODES).
+FULL = {"PGSSLMODE": "verify-full"}
+
 REWRITES = [
     pytest.param(
         {"host": "database", "dbname": "app"},
-        {},
+        FULL,
         False,
         {"host": RDS, "hostaddr": "127.0.0.10", "dbname": "app"},
         id="alias",
     ),
     pytest.param(
         {"host": "replicas", "port": 5433},
-        {},
+        FULL,
         False,
         {
             "host": f"{REPLICAS},{REPLICAS}",
@@ -114,7 +120,7 @@ REWRITES = [
     ),
     pytest.param(
         {"host": "orders,replicas", "port": "5432,5433"},
-        {},
+        FULL,
         False,
         {
             "host": f"orders,{REPLICAS},{REPLICAS}",
@@ -125,28 +131,28 @@ REWRITES = [
     ),
     pytest.param(
         {"host": "database,/tmp,127.0.0.5"},
-        {},
+        FULL,
         False,
         {"host": f"{RDS},/tmp,127.0.0.5", "hostaddr": "127.0.0.10,,"},
         id="socket-and-ip-literal-kept",
     ),
     pytest.param(
         {"host": "database,orders"},
-        {},
+        FULL,
         True,
         {"host": f"{RDS},orders", "hostaddr": "127.0.0.10,127.0.0.40"},
         id="pin-keeps-the-name-of-a-cluster-ip",
     ),
     pytest.param(
         {},
-        {"PGHOST": "orders,database", "PGHOSTADDR": "127.0.0.1,", "PGPORT": "6543"},
+        {**FULL, "PGHOST": "orders,database", "PGHOSTADDR": "127.0.0.1,", "PGPORT": "6543"},
         True,
         {"host": f"orders,{RDS}", "hostaddr": "127.0.0.1,127.0.0.10", "port": "6543,6543"},
         id="pghost-pghostaddr-pgport",
     ),
     pytest.param(
         {"host": "database"},
-        {"PGPORT": "6543", "PGHOSTADDR": ""},
+        {**FULL, "PGPORT": "6543", "PGHOSTADDR": ""},
         False,
         {"host": RDS, "hostaddr": "127.0.0.10", "port": "6543"},
         id="pgport-written-out",
@@ -193,6 +199,62 @@ def test_rewrite_without_a_needed_resolution_is_a_key_error() -> None:
         rewrite({"host": "database,orders"}, {"database": CANNED["database"]}, {})
 
 
+# --- a DNS answer never chooses a credential -----------------------------------------------------
+# libpq looks the .pgpass/passfile password up by ``host``. Only under verify-full, where libpq
+# verifies that name, may it be the TLS name; under every other sslmode ``host`` stays as given
+# and only ``hostaddr`` comes from the answer.
+
+KEPT = {"host": "database,orders", "hostaddr": "127.0.0.10,127.0.0.40"}
+TLS = {"host": f"{RDS},orders", "hostaddr": "127.0.0.10,127.0.0.40"}
+
+SSLMODES = [
+    pytest.param({}, {}, KEPT, id="libpq-default-prefer"),
+    *(
+        pytest.param({"sslmode": mode}, {}, KEPT, id=mode)
+        for mode in ("disable", "allow", "prefer", "require", "verify-ca")
+    ),
+    pytest.param({"sslmode": "verify-full"}, {}, TLS, id="verify-full"),
+    pytest.param({"sslmode": None}, FULL, TLS, id="none-is-absent"),
+    pytest.param({}, FULL, TLS, id="pgsslmode-verify-full"),
+    pytest.param({}, {"PGSSLMODE": "require"}, KEPT, id="pgsslmode-require"),
+    pytest.param({"sslmode": "require"}, FULL, KEPT, id="param-beats-pgsslmode"),
+    pytest.param({"sslmode": "verify-full"}, {"PGSSLMODE": "prefer"}, TLS, id="param-wins"),
+    pytest.param({"sslmode": "Verify-Full"}, {}, KEPT, id="not-libpq-spelling"),
+    pytest.param({"sslmode": ""}, FULL, KEPT, id="empty-is-not-verify-full"),
+    # libpq reads a service file's sslmode before PGSSLMODE; kubealias does not read the file.
+    pytest.param({"service": "app"}, FULL, KEPT, id="service-may-set-another-mode"),
+    pytest.param({}, {**FULL, "PGSERVICE": "app"}, KEPT, id="pgservice-may-set-another-mode"),
+    pytest.param({"service": "app", "sslmode": "verify-full"}, {}, TLS, id="service-and-mode"),
+]
+
+
+@pytest.mark.parametrize("pin", [False, True])
+@pytest.mark.parametrize(("extra", "env", "want"), SSLMODES)
+def test_only_verify_full_puts_the_tls_name_in_host(
+    extra: dict[str, Any], env: dict[str, str], want: dict[str, str], pin: bool
+) -> None:
+    params = {"host": "database,orders", **extra}
+    out = rewrite(params, CANNED, env, pin=pin)
+    got = {k: out[k] for k in ("host", "hostaddr")}
+    if pin:
+        assert got == want
+    else:  # orders (not an alias) is not pinned: its hostaddr entry stays empty
+        assert got == {"host": want["host"], "hostaddr": "127.0.0.10,"}
+    assert verifies_host_name(params, env) is (want is TLS)
+    assert {k: v for k, v in out.items() if k not in HOST_KEYS} == {
+        k: v for k, v in params.items() if k not in HOST_KEYS
+    }, "the sslmode and everything else pass through"
+
+
+@pytest.mark.parametrize("mode", ["disable", "allow", "prefer", "require", "verify-ca", None])
+def test_without_verify_full_no_host_entry_comes_from_dns(mode: str | None) -> None:
+    # One host/hostaddr entry per address, each host the application's own name.
+    params = {"host": "replicas,database,/tmp", "sslmode": mode}
+    out = rewrite(params, CANNED, {}, pin=True)
+    assert out["host"] == "replicas,replicas,database,/tmp"
+    assert out["hostaddr"] == "127.0.0.21,127.0.0.22,127.0.0.10,"
+
+
 # --- the drivers: resolve, then rewrite -----------------------------------------------------------
 
 
@@ -227,23 +289,31 @@ def fake_make(conninfo: str = "", **kwargs: Any) -> str:
 FAKE = Binding(fake_parse, fake_make, ProgrammingError, OperationalError)
 
 
+def canned_answer(host: str) -> Resolution:
+    """:data:`CANNED`'s answer; ``loop`` is a broken chain, ``forged`` is refused by the
+    allowlist, any other name fails (SERVFAIL)."""
+    if host == "loop":
+        raise ChainError("CNAME loop", name=host, chain=["loop.production.svc.cluster.local"])
+    if host == "forged":
+        raise PolicyError("evil.example.test is not in KUBEALIAS_ALLOWED_TARGETS", name=host)
+    if host not in CANNED:
+        raise ResolutionError("SERVFAIL", name=host, tried=[f"{host}.production.svc"])
+    return CANNED[host]
+
+
 class CannedResolver:
-    """Answers from :data:`CANNED`, a ResolutionError for any other name; records each ask."""
+    """Answers with :func:`canned_answer`; records each ask."""
 
     def __init__(self) -> None:
         self.asked: list[str] = []
 
     def resolve(self, host: str) -> Resolution:
         self.asked.append(host)
-        if host not in CANNED:
-            raise ResolutionError("SERVFAIL", name=host, tried=[f"{host}.production.svc"])
-        return CANNED[host]
+        return canned_answer(host)
 
     async def aresolve(self, host: str) -> Resolution:
         self.asked.append(f"async {host}")
-        if host not in CANNED:
-            raise ResolutionError("SERVFAIL", name=host, tried=[f"{host}.production.svc"])
-        return CANNED[host]
+        return canned_answer(host)
 
 
 @pytest.fixture
@@ -278,6 +348,7 @@ def test_driver_reads_os_environ_by_default(
     canned: CannedResolver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PGHOST", "database")
+    monkeypatch.setenv("PGSSLMODE", "verify-full")
     out = resolve_params(FAKE, {}, cast(Resolver, canned), pin=True)
     assert (out["host"], out["hostaddr"]) == (RDS, "127.0.0.10")
 
@@ -290,7 +361,7 @@ def test_driver_uses_the_default_resolver(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 async def test_failure_is_the_bindings_operational_error_chained(canned: CannedResolver) -> None:
-    params = {"host": "broken,database", "password": PASSWORD}
+    params = {"host": "broken", "password": PASSWORD}
     resolver = cast(Resolver, canned)
     with pytest.raises(OperationalError) as sync:
         resolve_params(FAKE, params, resolver, {})
@@ -300,8 +371,102 @@ async def test_failure_is_the_bindings_operational_error_chained(canned: CannedR
         assert isinstance(info.value.__cause__, ResolutionError)
         assert str(info.value) == str(info.value.__cause__)
         assert "broken" in str(info.value) and PASSWORD not in str(info.value)
-    # The first failure stops the lookups, on both paths.
     assert canned.asked == ["broken", "async broken"]
+
+
+# --- failover: a host kubealias cannot resolve goes to libpq as given -----------------------------
+
+FAILOVERS = [
+    pytest.param(
+        "broken,database",
+        {"host": f"broken,{RDS}", "hostaddr": ",127.0.0.10"},
+        id="first-fails-next-pinned",
+    ),
+    pytest.param(
+        "database,broken",
+        {"host": f"{RDS},broken", "hostaddr": "127.0.0.10,"},
+        id="last-fails",
+    ),
+    pytest.param(
+        "loop,replicas",
+        {"host": f"loop,{REPLICAS},{REPLICAS}", "hostaddr": ",127.0.0.21,127.0.0.22"},
+        id="chain-error-too",
+    ),
+    pytest.param("broken,/tmp", {"host": "broken,/tmp"}, id="a-socket-is-left"),
+    pytest.param("broken,127.0.0.5", {"host": "broken,127.0.0.5"}, id="an-ip-literal-is-left"),
+    pytest.param("broken,", {"host": "broken,"}, id="libpqs-default-host-is-left"),
+]
+
+
+@pytest.mark.parametrize(("hosts", "want"), FAILOVERS)
+async def test_an_unresolvable_host_is_handed_to_libpq_as_given(
+    canned: CannedResolver, hosts: str, want: dict[str, str]
+) -> None:
+    resolver = cast(Resolver, canned)
+    params = {"host": hosts, "sslmode": "verify-full"}
+    sync = resolve_params(FAKE, params, resolver, {}, pin=True)
+    async_ = await aresolve_params(FAKE, params, resolver, {}, pin=True)
+    assert sync == async_
+    assert {k: sync[k] for k in want} == want
+    assert ("hostaddr" in sync) is ("hostaddr" in want)
+    assert canned.asked == lookups(params, {}) + [f"async {h}" for h in lookups(params, {})]
+
+
+def test_a_host_with_its_own_hostaddr_is_left_too(canned: CannedResolver) -> None:
+    params = {"host": "broken,database", "hostaddr": ",127.0.0.99"}
+    assert resolve_params(FAKE, params, cast(Resolver, canned), {}) == params
+    assert canned.asked == ["broken"]
+
+
+@pytest.mark.parametrize("hosts", ["broken,missing", "broken,loop,broken"])
+async def test_no_host_left_raises_every_failure(canned: CannedResolver, hosts: str) -> None:
+    resolver = cast(Resolver, canned)
+    params = {"host": hosts, "password": PASSWORD}
+    with pytest.raises(OperationalError) as sync:
+        resolve_params(FAKE, params, resolver, {})
+    with pytest.raises(OperationalError) as async_:
+        await aresolve_params(FAKE, params, resolver, {})
+    names = list(dict.fromkeys(hosts.split(",")))
+    for info in (sync, async_):
+        lines = str(info.value).splitlines()
+        assert len(lines) == len(names)
+        assert all(
+            f"cannot resolve {name!r}" in line for name, line in zip(names, lines, strict=True)
+        )
+        assert isinstance(info.value.__cause__, ResolutionError)
+        assert info.value.__cause__.name == names[0]
+        assert PASSWORD not in str(info.value)
+
+
+@pytest.mark.parametrize("hosts", ["forged,database", "database,forged", "broken,forged"])
+async def test_a_policy_refusal_never_falls_back(canned: CannedResolver, hosts: str) -> None:
+    # A refusal is a security decision: neither the name as given nor the next host.
+    resolver = cast(Resolver, canned)
+    with pytest.raises(OperationalError) as sync:
+        resolve_params(FAKE, {"host": hosts}, resolver, {})
+    with pytest.raises(OperationalError) as async_:
+        await aresolve_params(FAKE, {"host": hosts}, resolver, {})
+    for info in (sync, async_):
+        assert isinstance(info.value.__cause__, PolicyError)
+        assert str(info.value) == str(info.value.__cause__)
+
+
+UNRESOLVED = [
+    pytest.param("database", {"database": CANNED["database"]}, [], id="resolved"),
+    pytest.param("broken", {"broken": "E1"}, ["E1"], id="one-failed"),
+    pytest.param(
+        "broken,database", {"broken": "E1", "database": CANNED["database"]}, [], id="left"
+    ),
+    pytest.param("a,b,a", {"a": "E1", "b": "E2"}, ["E1", "E2"], id="all-failed-each-once"),
+    pytest.param("a,/tmp", {"a": "E1"}, [], id="socket-left"),
+]
+
+
+@pytest.mark.parametrize(("hosts", "outcomes", "want"), UNRESOLVED)
+def test_unresolved(hosts: str, outcomes: dict[str, Any], want: list[str]) -> None:
+    errors = {f"E{i}": ResolutionError(f"failure {i}", name=f"h{i}") for i in (1, 2)}
+    given = {h: errors[o] if isinstance(o, str) else o for h, o in outcomes.items()}
+    assert unresolved({"host": hosts}, given, {}) == [errors[w] for w in want]
 
 
 # --- redaction and parse errors -------------------------------------------------------------------
@@ -393,9 +558,13 @@ def test_parse_merges_keywords() -> None:
 
 def test_rewrite_conninfo(canned: CannedResolver) -> None:
     out = rewrite_conninfo(
-        FAKE, "host=replicas port=5433", {"dbname": "app"}, cast(Resolver, canned)
+        FAKE,
+        "host=replicas port=5433 sslmode=verify-full",
+        {"dbname": "app"},
+        cast(Resolver, canned),
     )
     assert fake_parse(out) == {
+        "sslmode": "verify-full",
         "host": f"{REPLICAS},{REPLICAS}",
         "hostaddr": "127.0.0.21,127.0.0.22",
         "port": "5433,5433",

@@ -45,18 +45,22 @@ def rendered(exc: BaseException) -> str:
 
 # --- the rewrite ------------------------------------------------------------------------------
 
+#: libpq reads the sslmode from PGSSLMODE too. Under verify-full an alias's host is its TLS name
+#: (the rows below); under any other sslmode it stays as given (see SSLMODES).
+FULL = {"PGSSLMODE": "verify-full"}
+
 REWRITES = [
     pytest.param(
         "host=database dbname=app",
         {},
-        {},
+        FULL,
         {"host": RDS, "hostaddr": "127.0.0.10", "dbname": "app"},
         id="single-alias",
     ),
     pytest.param(
         "host=replicas port=5433",
         {},
-        {},
+        FULL,
         {
             "host": f"{REPLICAS},{REPLICAS}",
             "hostaddr": "127.0.0.21,127.0.0.22",
@@ -67,7 +71,7 @@ REWRITES = [
     pytest.param(
         "host=replicas,database port=5433",
         {},
-        {},
+        FULL,
         {
             "host": f"{REPLICAS},{REPLICAS},{RDS}",
             "hostaddr": "127.0.0.21,127.0.0.22,127.0.0.10",
@@ -78,14 +82,14 @@ REWRITES = [
     pytest.param(
         "host=database,db.example.test port=5432,5433",
         {},
-        {},
+        FULL,
         {"host": f"{RDS},db.example.test", "hostaddr": "127.0.0.10,", "port": "5432,5433"},
         id="multi-host-alias-and-plain",
     ),
     pytest.param(
         "host=orders,replicas port=5432,5433",
         {},
-        {},
+        FULL,
         {
             "host": f"orders,{REPLICAS},{REPLICAS}",
             "hostaddr": ",127.0.0.21,127.0.0.22",
@@ -96,28 +100,28 @@ REWRITES = [
     pytest.param(
         "host=database,/var/run/postgresql,127.0.0.5",
         {},
-        {},
+        FULL,
         {"host": f"{RDS},/var/run/postgresql,127.0.0.5", "hostaddr": "127.0.0.10,,"},
         id="alias-socket-ip-literal",
     ),
     pytest.param(
         "host=database,orders hostaddr=,127.0.0.40",
         {},
-        {},
+        FULL,
         {"host": f"{RDS},orders", "hostaddr": "127.0.0.10,127.0.0.40"},
         id="empty-hostaddr-entry-is-resolved",
     ),
     pytest.param(
         "host=shared-cache.app-team-a",
         {},
-        {},
+        FULL,
         {"host": REDIS, "hostaddr": "127.0.0.30"},
         id="cross-namespace-alias",
     ),
     pytest.param(
         f"postgresql://app:{PASSWORD}@database:5432/app?sslmode=verify-full",
         {},
-        {},
+        FULL,
         {
             "user": "app",
             "password": PASSWORD,
@@ -132,7 +136,7 @@ REWRITES = [
     pytest.param(
         "postgresql://app@database:5432,orders:5433/app",
         {},
-        {},
+        FULL,
         {
             "user": "app",
             "host": f"{RDS},orders",
@@ -145,7 +149,7 @@ REWRITES = [
     pytest.param(
         "",
         {"host": "database", "dbname": "app", "password": PASSWORD, "port": 5432},
-        {},
+        FULL,
         {
             "host": RDS,
             "hostaddr": "127.0.0.10",
@@ -165,14 +169,14 @@ REWRITES = [
     pytest.param(
         "dbname=app",
         {},
-        {"PGHOST": "database"},
+        {**FULL, "PGHOST": "database"},
         {"dbname": "app", "host": RDS, "hostaddr": "127.0.0.10"},
         id="pghost",
     ),
     pytest.param(
         "dbname=app",
         {},
-        {"PGHOST": "replicas", "PGPORT": "6543"},
+        {**FULL, "PGHOST": "replicas", "PGPORT": "6543"},
         {
             "dbname": "app",
             "host": f"{REPLICAS},{REPLICAS}",
@@ -184,14 +188,14 @@ REWRITES = [
     pytest.param(
         "dbname=app",
         {},
-        {"PGHOST": "database,postgres", "PGHOSTADDR": ",127.0.0.50"},
+        {**FULL, "PGHOST": "database,postgres", "PGHOSTADDR": ",127.0.0.50"},
         {"dbname": "app", "host": f"{RDS},postgres", "hostaddr": "127.0.0.10,127.0.0.50"},
         id="pghost-pghostaddr-kept",
     ),
     pytest.param(
         "host=database",
         {},
-        {"PGPORT": "6543", "PGHOST": "orders"},
+        {**FULL, "PGPORT": "6543", "PGHOST": "orders"},
         {"host": RDS, "hostaddr": "127.0.0.10", "port": "6543"},
         id="param-host-beats-pghost",
     ),
@@ -443,14 +447,20 @@ def test_no_password_in_any_log_record(
 
 def test_connection_get_connection_params(pg_resolver: Resolver) -> None:
     params = Connection.using(pg_resolver)._get_connection_params(
-        "host=database dbname=app", port=5432
+        "host=database dbname=app sslmode=verify-full", port=5432
     )
-    assert params == {"host": RDS, "hostaddr": "127.0.0.10", "dbname": "app", "port": "5432"}
+    assert params == {
+        "host": RDS,
+        "hostaddr": "127.0.0.10",
+        "dbname": "app",
+        "sslmode": "verify-full",
+        "port": "5432",
+    }
 
 
 def test_connection_uses_the_default_resolver(pg_resolver: Resolver) -> None:
     kubealias.set_default_resolver(pg_resolver)
-    params = Connection._get_connection_params("host=database")
+    params = Connection._get_connection_params("host=database sslmode=verify-full")
     assert (params["host"], params["hostaddr"]) == (RDS, "127.0.0.10")
 
 
@@ -481,13 +491,14 @@ async def test_async_connection_get_connection_params_uses_aresolve(
     monkeypatch.setattr(pg_resolver, "resolve", no_resolve)
     monkeypatch.setattr(pg_resolver, "aresolve", aresolve)
     params = await AsyncConnection.using(pg_resolver)._get_connection_params(
-        "host=database,orders,/tmp,127.0.0.1 port=5432", dbname="app"
+        "host=database,orders,/tmp,127.0.0.1 port=5432 sslmode=verify-full", dbname="app"
     )
     # The ClusterIP keeps its name, pinned to the address of the answer (no second lookup).
     assert params == {
         "host": f"{RDS},orders,/tmp,127.0.0.1",
         "hostaddr": "127.0.0.10,127.0.0.40,,",
         "port": "5432,5432,5432,5432",
+        "sslmode": "verify-full",
         "dbname": "app",
     }
     assert asked == ["database", "orders"]  # as the sync path: no socket, no IP literal
@@ -538,6 +549,7 @@ def test_connect_attempts_list_the_tls_name_per_address(
         connect(
             host="replicas",
             port=closed_port,
+            sslmode="verify-full",
             password=PASSWORD,
             connect_timeout=1,
             resolver=pg_resolver,
@@ -556,6 +568,7 @@ async def test_async_connect_attempts_list_the_tls_name_per_address(
     with pytest.raises(psycopg.OperationalError) as info:
         await AsyncConnection.using(pg_resolver).connect(
             f"host=replicas port={closed_port} password={PASSWORD} connect_timeout=1"
+            " sslmode=verify-full"
         )
     text = str(info.value)
     for address in ("127.0.0.21", "127.0.0.22"):
@@ -622,3 +635,137 @@ def test_connection_hook_pins_a_cluster_ip_but_rewrite_conninfo_leaves_it(
     # The connection hook: the name as given (libpq verifies it), the answer's address.
     params = Connection.using(pg_resolver)._get_connection_params("host=orders dbname=app")
     assert (params["host"], params["hostaddr"]) == ("orders", "127.0.0.40")
+
+
+# --- a DNS answer never chooses a credential ----------------------------------------------------
+# libpq picks the .pgpass/passfile password by host: under every sslmode that does not verify the
+# host name, host stays the application's and only hostaddr comes from kubealias's answer.
+
+SSLMODES = [
+    pytest.param("host=database dbname=app", {}, "database", id="libpq-default-prefer"),
+    pytest.param("host=database sslmode=disable", {}, "database", id="disable"),
+    pytest.param("host=database sslmode=allow", {}, "database", id="allow"),
+    pytest.param("host=database sslmode=prefer", {}, "database", id="prefer"),
+    pytest.param("host=database sslmode=require", {}, "database", id="require"),
+    pytest.param("host=database sslmode=verify-ca", {}, "database", id="verify-ca"),
+    pytest.param("postgresql://app@database/app?sslmode=require", {}, "database", id="uri"),
+    pytest.param("host=database", {"PGSSLMODE": "verify-ca"}, "database", id="pgsslmode"),
+    pytest.param("host=database sslmode=require", FULL, "database", id="param-beats-env"),
+    pytest.param("host=database sslmode=verify-full", {}, RDS, id="verify-full"),
+    pytest.param("postgresql://app@database/app?sslmode=verify-full", {}, RDS, id="uri-full"),
+    pytest.param("host=database", FULL, RDS, id="pgsslmode-verify-full"),
+]
+
+
+@pytest.mark.parametrize(("conninfo", "env", "host"), SSLMODES)
+async def test_only_verify_full_puts_the_tls_name_in_host(
+    pg_resolver: Resolver,
+    monkeypatch: pytest.MonkeyPatch,
+    conninfo: str,
+    env: dict[str, str],
+    host: str,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    outs = [
+        parsed(rewrite_conninfo(conninfo, resolver=pg_resolver)),
+        rewrite_params(conninfo_to_dict(conninfo), resolver=pg_resolver),
+        Connection.using(pg_resolver)._get_connection_params(conninfo),
+        await AsyncConnection.using(pg_resolver)._get_connection_params(conninfo),
+    ]
+    for out in outs:
+        assert (out["host"], out["hostaddr"]) == (host, "127.0.0.10"), out
+        assert out.get("sslmode") == conninfo_to_dict(conninfo).get("sslmode")
+
+
+def test_connect_attempts_keep_the_applications_host_without_verify_full(
+    pg_resolver: Resolver, closed_port: int
+) -> None:
+    with pytest.raises(psycopg.OperationalError) as info:
+        connect(host="replicas", port=closed_port, connect_timeout=1, resolver=pg_resolver)
+    text = str(info.value)
+    for address in ("127.0.0.21", "127.0.0.22"):
+        assert f"host: 'replicas', port: '{closed_port}', hostaddr: '{address}'" in text
+    assert REPLICAS not in text
+
+
+# --- failover: a host kubealias cannot resolve goes to libpq as given ---------------------------
+
+LOOP = "loop.production.svc.cluster.local"
+
+
+@pytest.fixture
+def broken_database(pg_dns: ClusterDNS) -> ClusterDNS:
+    """``database`` answers SERVFAIL; ``loop`` is a CNAME loop (a ChainError)."""
+    pg_dns.fault(DATABASE_FQDN, "servfail")
+    pg_dns.record(LOOP, "CNAME", "loop2.production.svc.cluster.local")
+    pg_dns.record("loop2.production.svc.cluster.local", "CNAME", LOOP)
+    return pg_dns
+
+
+FAILOVERS = [
+    pytest.param(
+        "host=database,orders", {"host": "database,orders", "hostaddr": ",127.0.0.40"}, id="first"
+    ),
+    pytest.param(
+        "host=orders,database port=5432,5433",
+        {"host": "orders,database", "hostaddr": "127.0.0.40,", "port": "5432,5433"},
+        id="last-ports-kept",
+    ),
+    pytest.param(
+        "host=loop,replicas",
+        {"host": "loop,replicas,replicas", "hostaddr": ",127.0.0.21,127.0.0.22"},
+        id="chain-error",
+    ),
+    pytest.param(
+        "postgresql://app@database,replicas/app?sslmode=verify-full",
+        {"host": f"database,{REPLICAS},{REPLICAS}", "hostaddr": ",127.0.0.21,127.0.0.22"},
+        id="uri-verify-full",
+    ),
+    pytest.param(
+        "host=database,/var/run/postgresql", {"host": "database,/var/run/postgresql"}, id="socket"
+    ),
+]
+
+
+@pytest.mark.parametrize(("conninfo", "want"), FAILOVERS)
+async def test_an_unresolvable_host_is_handed_to_libpq_as_given(
+    pg_resolver: Resolver, broken_database: ClusterDNS, conninfo: str, want: dict[str, str]
+) -> None:
+    outs = [
+        Connection.using(pg_resolver)._get_connection_params(conninfo),
+        await AsyncConnection.using(pg_resolver)._get_connection_params(conninfo),
+        parsed(rewrite_conninfo(conninfo, resolver=pg_resolver)),
+    ]
+    for out in outs[:2]:
+        assert {k: out.get(k) for k in want} == want, out
+        assert ("hostaddr" in out) is ("hostaddr" in want)
+    assert outs[2]["host"] == want["host"]  # rewrite_conninfo: orders, not an alias, unpinned
+    assert_counts_consistent(make_conninfo("", **outs[0]))
+
+
+@pytest.mark.parametrize("conninfo", ["host=database", "host=database,loop,database"])
+async def test_no_host_left_is_an_operational_error(
+    pg_resolver: Resolver, broken_database: ClusterDNS, conninfo: str
+) -> None:
+    for call in (
+        lambda: Connection.using(pg_resolver)._get_connection_params(conninfo),
+        lambda: rewrite_conninfo(f"{conninfo} password={PASSWORD}", resolver=pg_resolver),
+    ):
+        with pytest.raises(psycopg.OperationalError) as info:
+            call()
+        assert isinstance(info.value.__cause__, ResolutionError)
+        assert "cannot resolve 'database'" in str(info.value).splitlines()[0]
+        assert ("cannot resolve 'loop'" in str(info.value)) is ("loop" in conninfo)
+        assert PASSWORD not in rendered(info.value)
+    with pytest.raises(psycopg.OperationalError) as ainfo:
+        await AsyncConnection.using(pg_resolver)._get_connection_params(conninfo)
+    assert str(ainfo.value) == str(info.value)
+
+
+def test_a_policy_refusal_never_falls_back(pg_dns: ClusterDNS) -> None:
+    # orders (a ClusterIP) would do, but a refusal is a security decision, not a failure.
+    resolver = pg_dns.resolver(timeout=1, allowed_targets=["*.example.test"])
+    with pytest.raises(psycopg.OperationalError) as info:
+        Connection.using(resolver)._get_connection_params("host=orders,database")
+    assert isinstance(info.value.__cause__, PolicyError)

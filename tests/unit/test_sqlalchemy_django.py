@@ -65,6 +65,10 @@ def async_params(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     return seen
 
 
+#: Under verify-full an alias's host is its TLS name; under any other sslmode it stays as given.
+VERIFY_FULL = "?sslmode=verify-full"
+
+
 def url(port: int | None = None, host: str = "database", query: str = "") -> str:
     where = host if port is None else f"{host}:{port}"
     return f"postgresql+psycopg://app:{PASSWORD}@{where}/app{query}"
@@ -76,7 +80,7 @@ def url(port: int | None = None, host: str = "database", query: str = "") -> str
 def test_sync_engine_gives_psycopg_the_rewritten_params(
     pg_resolver: Resolver, sync_calls: list[Any]
 ) -> None:
-    engine = install(create_engine(url(5432)), resolver=pg_resolver)
+    engine = install(create_engine(url(5432, query=VERIFY_FULL)), resolver=pg_resolver)
     with pytest.raises(sqlalchemy.exc.OperationalError):
         engine.connect()
     ((args, kwargs),) = sync_calls
@@ -123,6 +127,7 @@ def test_sync_engine_honours_pghost(
     # No URL arguments at all: the dialect passes cargs=[""] and libpq would read PG*.
     monkeypatch.setenv("PGHOST", "database")
     monkeypatch.setenv("PGPORT", "6543")
+    monkeypatch.setenv("PGSSLMODE", "verify-full")
     engine = install(create_engine("postgresql+psycopg://"), resolver=pg_resolver)
     with pytest.raises(sqlalchemy.exc.OperationalError):
         engine.connect()
@@ -137,7 +142,7 @@ def test_sync_engine_conninfo_in_cargs(pg_resolver: Resolver, sync_calls: list[A
 
     @event.listens_for(engine, "do_connect")
     def put_conninfo(dialect: Any, conn_rec: Any, cargs: list[Any], cparams: Any) -> None:
-        cargs[:] = [f"host=database port=5433 password={PASSWORD}"]
+        cargs[:] = [f"host=database port=5433 password={PASSWORD} sslmode=verify-full"]
 
     install(engine, resolver=pg_resolver)
     with pytest.raises(sqlalchemy.exc.OperationalError):
@@ -211,7 +216,7 @@ def test_sync_engine_default_resolver(pg_resolver: Resolver, sync_calls: list[An
 
 
 def test_install_twice_registers_one_listener(pg_dns: ClusterDNS, sync_calls: list[Any]) -> None:
-    engine = create_engine(url())
+    engine = create_engine(url(query=VERIFY_FULL))
     refusing = pg_dns.resolver(timeout=1, allowed_targets=["*.example.test"])
     assert install(engine, resolver=refusing) is engine
     assert install(engine, resolver=pg_dns.resolver(timeout=1)) is engine
@@ -219,6 +224,36 @@ def test_install_twice_registers_one_listener(pg_dns: ClusterDNS, sync_calls: li
     with pytest.raises(sqlalchemy.exc.OperationalError):
         engine.connect()
     assert sync_calls[0][1]["host"] == RDS  # the last resolver given is the one used
+    engine.dispose()
+
+
+@pytest.mark.parametrize("query", ["", "?sslmode=prefer", "?sslmode=require", "?sslmode=verify-ca"])
+def test_sync_engine_keeps_the_host_unless_verify_full(
+    pg_resolver: Resolver, sync_calls: list[Any], query: str
+) -> None:
+    # libpq picks the .pgpass password by host: a name nothing verifies must not come from DNS.
+    engine = install(create_engine(url(5432, query=query)), resolver=pg_resolver)
+    with pytest.raises(sqlalchemy.exc.OperationalError):
+        engine.connect()
+    ((_, kwargs),) = sync_calls
+    assert (kwargs["host"], kwargs["hostaddr"]) == ("database", "127.0.0.1")
+    engine.dispose()
+
+
+def test_sync_engine_fails_over_past_an_unresolvable_host(
+    pg_resolver: Resolver, pg_dns: ClusterDNS, sync_calls: list[Any]
+) -> None:
+    pg_dns.fault(DATABASE_FQDN, "servfail")
+    engine = install(
+        create_engine(
+            "postgresql+psycopg://app@/app?host=database&host=orders&sslmode=verify-full"
+        ),
+        resolver=pg_resolver,
+    )
+    with pytest.raises(sqlalchemy.exc.OperationalError):
+        engine.connect()
+    ((_, kwargs),) = sync_calls
+    assert (kwargs["host"], kwargs["hostaddr"]) == ("database,orders", ",127.0.0.40")
     engine.dispose()
 
 
@@ -250,7 +285,8 @@ async def test_async_engine_connects_through_kubealias_async_connection(
 
     monkeypatch.setattr(pg_resolver, "resolve", no_resolve)
     engine = install(
-        create_async_engine(url(5432).replace("postgresql+psycopg", scheme)), resolver=pg_resolver
+        create_async_engine(url(5432, query=VERIFY_FULL).replace("postgresql+psycopg", scheme)),
+        resolver=pg_resolver,
     )
     with pytest.raises(sqlalchemy.exc.OperationalError):
         async with engine.connect():
@@ -362,6 +398,33 @@ def test_django_get_new_connection_gets_rewritten_params(
     )
 
 
+@pytest.mark.parametrize("sslmode", [None, "prefer", "require", "verify-ca"])
+def test_django_keeps_the_host_unless_verify_full(
+    django_db: Any, sync_calls: list[Any], sslmode: str | None
+) -> None:
+    from django.db import OperationalError
+
+    options = {"connect_timeout": 1} if sslmode is None else {"sslmode": sslmode}
+    conn = django_db(OPTIONS=options)
+    with pytest.raises(OperationalError):
+        conn.ensure_connection()
+    ((_, kwargs),) = sync_calls
+    assert (kwargs["host"], kwargs["hostaddr"]) == ("database", "127.0.0.1")
+
+
+def test_django_fails_over_past_an_unresolvable_host(
+    django_db: Any, pg_dns: ClusterDNS, sync_calls: list[Any]
+) -> None:
+    from django.db import OperationalError
+
+    pg_dns.fault(DATABASE_FQDN, "servfail")
+    conn = django_db(HOST="database,orders")
+    with pytest.raises(OperationalError):
+        conn.ensure_connection()
+    ((_, kwargs),) = sync_calls
+    assert (kwargs["host"], kwargs["hostaddr"]) == ("database,orders", ",127.0.0.40")
+
+
 def test_django_real_attempt_goes_to_the_resolved_address(django_db: Any, closed_port: int) -> None:
     from django.db import OperationalError
 
@@ -449,7 +512,10 @@ def test_django_stock_backend_passes_connection_class_to_the_pool(
     # The documented alternative: Django hands OPTIONS["pool"] to ConnectionPool unchanged.
     conn = django_db(
         engine="django.db.backends.postgresql",
-        OPTIONS={"pool": {"connection_class": kubealias.psycopg.Connection, "min_size": 1}},
+        OPTIONS={
+            "sslmode": "verify-full",
+            "pool": {"connection_class": kubealias.psycopg.Connection, "min_size": 1},
+        },
     )
     assert conn.pool.connection_class is kubealias.psycopg.Connection
     seen, attempted = pool_attempts
