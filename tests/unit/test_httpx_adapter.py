@@ -191,6 +191,46 @@ async def test_both_paths_verify_send_the_body_and_stream(
             await ac.get(url(server, "wrong-api"))
 
 
+def _failure(send: Any) -> tuple[type[BaseException], str]:
+    with pytest.raises(Exception) as info:
+        send()
+    return type(info.value), str(info.value)
+
+
+async def _afailure(send: Any) -> tuple[type[BaseException], str]:
+    with pytest.raises(Exception) as info:
+        await send()
+    return type(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("target", ["http://:1/", "https://:443/x", "http:///x", "http://@:1/"])
+async def test_a_url_without_a_host_fails_as_with_httpx(
+    resolver: Resolver, dns: ClusterDNS, monkeypatch: pytest.MonkeyPatch, target: str
+) -> None:
+    def no_lookup(host: str) -> Any:
+        raise AssertionError(f"resolve({host!r})")
+
+    with httpx.Client() as plain:
+        want = _failure(lambda: plain.get(target))
+    assert want[0] is httpx.UnsupportedProtocol
+    monkeypatch.setattr(resolver, "resolve", no_lookup)
+    monkeypatch.setattr(resolver, "aresolve", no_lookup)
+
+    with httpx.Client(transport=HTTPTransport(resolver=resolver)) as client:
+        assert _failure(lambda: client.get(target)) == want
+    async with httpx.AsyncClient(transport=AsyncHTTPTransport(resolver=resolver)) as aclient:
+        assert await _afailure(lambda: aclient.get(target)) == want
+    # The client takes such a URL as relative; a transport called directly gets it as is.
+    request = httpx.Request("GET", target)
+    assert request.url.scheme in ("http", "https") and request.url.host == ""
+    with httpx.HTTPTransport() as plain_transport:
+        want = _failure(lambda: plain_transport.handle_request(request))
+    with HTTPTransport(resolver=resolver) as transport:
+        assert _failure(lambda: transport.handle_request(request)) == want
+    async with AsyncHTTPTransport(resolver=resolver) as atransport:
+        assert await _afailure(lambda: atransport.handle_async_request(request)) == want
+
+
 def test_pinned_backend_tries_each_address_in_order_with_the_whole_timeout() -> None:
     fake = FakeBackend({"10.0.0.1": httpcore.ConnectError("refused")})
     backend = kubealias.httpx._PinnedBackend(MULTI_ROUTE, fake)

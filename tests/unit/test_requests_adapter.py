@@ -338,6 +338,38 @@ def test_resolution_failure_is_a_connection_error(
     assert info.value.request.url == url(server.port, "broken-api")
 
 
+def _failure(send: Any) -> tuple[type[BaseException], str]:
+    with pytest.raises(Exception) as info:
+        send()
+    return type(info.value), str(info.value)
+
+
+#: URLs whose host is missing or empty, as a redirect can hand them to the adapter.
+NO_HOST = ["http://:1/", "https://:443/x", "http:///x", "http://@:1/"]
+
+
+@pytest.mark.parametrize("target", NO_HOST)
+def test_a_url_without_a_host_fails_as_with_the_base_adapter(
+    session: Session, server: TLSServer, dns: ClusterDNS, target: str
+) -> None:
+    # requests validates the URL it is given, but not a redirect's Location: the adapter gets
+    # a URL whose host is None (urlparse), and HTTPAdapter.send reports it as InvalidURL.
+    def send(s: requests.Session) -> Any:
+        prepared = requests.Request("GET", "http://example.test/").prepare()
+        prepared.url = target  # as requests' resolve_redirects sets it
+        return lambda: s.send(prepared)
+
+    with requests.Session() as plain:
+        want = _failure(send(plain))
+    dns.reset_queries()
+
+    assert want[0] is requests.exceptions.InvalidURL
+    assert _failure(send(session)) == want
+    redirect = url(server.port, "payment-api", "/redirect")
+    assert _failure(lambda: session.get(redirect, params={"to": target})) == want
+    assert {q.name.split(".")[0] for q in dns.queries} <= {"payment-api"}
+
+
 def test_policy_refusal_is_a_connection_error(
     dns: ClusterDNS, cafile: str, server: TLSServer
 ) -> None:

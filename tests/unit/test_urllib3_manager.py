@@ -390,6 +390,30 @@ def test_resolution_failure_with_retries_false(
         http.connection_from_url(url(server.port, broken))
 
 
+def _failure(send: Any) -> tuple[type[BaseException], str]:
+    with pytest.raises(Exception) as info:
+        send()
+    return type(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("target", ["http://:1/", "https://:443/x", "http:///x", "http://@:1/"])
+def test_a_url_without_a_host_fails_as_with_urllib3(
+    http: PoolManager, server: TLSServer, dns: ClusterDNS, target: str
+) -> None:
+    plain = urllib3.PoolManager()
+    want = _failure(lambda: plain.request("GET", target, retries=False))
+    dns.reset_queries()
+
+    assert want == (urllib3.exceptions.LocationValueError, "No host specified.")
+    assert _failure(lambda: http.request("GET", target, retries=False)) == want
+    # A redirect to it, followed by urllib3 itself.
+    redirect = url(server.port, "payment-api", f"/redirect?to={target}")
+    assert _failure(lambda: http.request("GET", redirect)) == want
+    for host in (None, ""):
+        assert _failure(lambda h=host: http.connection_from_host(h, 1, "https")) == want
+    assert {q.name.split(".")[0] for q in dns.queries} <= {"payment-api"}
+
+
 def test_policy_refusal(dns: ClusterDNS, cafile: str, server: TLSServer) -> None:
     resolver = dns.resolver(timeout=1, allowed_targets=["*.allowed.test"])
     with PoolManager(ca_certs=cafile, resolver=resolver) as http:
