@@ -218,6 +218,11 @@ def test_non_alias_pool_is_built_as_urllib3_builds_it(http: PoolManager, target:
     plain = urllib3.PoolManager(ca_certs=http.connection_pool_kw["ca_certs"])
 
     assert vars(pool).keys() == vars(plain.connection_from_url(target)).keys()
+    # Its key is exactly the one urllib3 builds: urllib3's own PoolKey, field for field.
+    (key,) = http.pools.keys()
+    (want,) = plain.pools.keys()
+    assert type(key) is poolmanager.PoolKey
+    assert key == want
 
 
 def test_cluster_ip_service_keeps_its_name_and_connects_to_the_answer(
@@ -608,12 +613,52 @@ def test_pool_key_is_urllib3s_key_plus_the_route(context: dict[str, Any]) -> Non
     theirs = poolmanager._default_key_normalizer(poolmanager.PoolKey, context)
 
     ours = kubealias.urllib3._pool_key({**context, "ka_route": route})
+    passed_through = kubealias.urllib3._pool_key({**context, "ka_route": None})
 
     assert ours._asdict() == {**theirs._asdict(), "key_ka_route": route.pool_key}
+    assert type(passed_through) is poolmanager.PoolKey  # urllib3's own key, exactly
+    assert passed_through == theirs and passed_through != ours
+    assert kubealias.urllib3._pool_key(dict(context)) == theirs
     with pytest.raises(TypeError):  # an unknown key, as urllib3's own normaliser
         kubealias.urllib3._pool_key({**context, "no_such_key": 1})
     with pytest.raises(TypeError):
         poolmanager._default_key_normalizer(poolmanager.PoolKey, {**context, "no_such_key": 1})
+
+
+def _parameters(function: Any) -> list[tuple[str, Any, Any]]:
+    return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"), [(PoolManager, urllib3.PoolManager), (ProxyManager, urllib3.ProxyManager)]
+)
+def test_managers_take_urllib3s_arguments_in_urllib3s_order(ours: Any, theirs: Any) -> None:
+    params = _parameters(ours)
+    keyword_only = [p for p in params if p[1] is inspect.Parameter.KEYWORD_ONLY]
+
+    assert issubclass(ours, theirs)
+    assert [p for p in params if p not in keyword_only] == _parameters(theirs)
+    assert keyword_only == [
+        ("resolver", inspect.Parameter.KEYWORD_ONLY, None),
+        ("rewrite_host", inspect.Parameter.KEYWORD_ONLY, True),
+    ]
+
+
+def test_proxy_manager_takes_proxy_headers_by_position(resolver: Resolver) -> None:
+    args = ("http://proxy.example.test:3128", 3, {"A": "1"}, {"Proxy-Authorization": "Basic eA=="})
+    context = ssl.create_default_context()
+    plain = urllib3.ProxyManager(*args, context, True, "proxy.example.test", None)
+    ours = ProxyManager(*args, context, True, "proxy.example.test", None, resolver=resolver)
+
+    for manager in (plain, ours):
+        config = manager.proxy_config
+        assert manager.proxy_headers == {"Proxy-Authorization": "Basic eA=="}
+        assert config is not None and config.ssl_context is context
+        assert (config.use_forwarding_for_https, config.assert_hostname) == (
+            True,
+            "proxy.example.test",
+        )
+        assert (manager.pools._maxsize, manager.headers) == (3, {"A": "1"})
 
 
 def test_putrequest_has_the_signature_the_alias_connections_call() -> None:
