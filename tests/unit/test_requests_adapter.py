@@ -523,3 +523,56 @@ def test_adapter_pickles_without_a_resolver(
         kubealias.set_default_resolver(None)
 
     assert (body["sni"], body["host"]) == (PAYMENT, f"payment-api:{server.port}")
+
+
+def test_a_resolver_pickles_its_configuration_not_its_state(
+    dns: ClusterDNS, clock: FakeClock
+) -> None:
+    resolver = dns.resolver(clock=clock, timeout=1, cache_size=7)
+    resolver._hosts = frozenset({"pinned-host"})
+    assert resolver.resolve("payment-api").tls_name == PAYMENT
+
+    clone = pickle.loads(pickle.dumps(resolver))
+
+    assert type(clone) is Resolver
+    assert clone.config == resolver.config
+    assert (clone._cache.maxsize, clone._hosts) == (7, frozenset({"pinned-host"}))
+    assert isinstance(clone._clock, FakeClock)  # a copy of the clock, at the same reading
+    assert clone._clock() == clock()
+    assert clone.cache_stats().size == 0  # no cached answer, no lock, no flight is shared
+    assert clone._lock is not resolver._lock and clone._flights is not resolver._flights
+    assert clone.resolve("payment-api").tls_name == PAYMENT
+    assert resolver.cache_stats().size == 1  # the original keeps its own cache
+
+
+def test_a_resolver_with_a_clock_that_does_not_pickle_fails_with_picklings_error(
+    dns: ClusterDNS,
+) -> None:
+    resolver = dns.resolver(clock=lambda: 0.0)
+
+    with pytest.raises((pickle.PicklingError, AttributeError), match="lambda"):
+        pickle.dumps(resolver)
+    with pytest.raises((pickle.PicklingError, AttributeError), match="lambda"):
+        pickle.dumps(Session(resolver=resolver))
+
+
+def test_a_session_with_an_explicit_resolver_pickles(
+    resolver: Resolver, cafile: str, server: TLSServer
+) -> None:
+    with Session(resolver=resolver, rewrite_host=False, max_retries=2) as session:
+        session.verify = cafile
+        echo(session.get(url(server.port, "payment-api")))
+        clone: Session = pickle.loads(pickle.dumps(session))
+
+    https, http = adapter_of(clone), clone.get_adapter("http://")
+    assert isinstance(http, KubeAliasAdapter)
+    assert https._ka_resolver is http._ka_resolver  # one resolver, as before pickling
+    assert isinstance(https._ka_resolver, Resolver) and https._ka_resolver is not resolver
+    assert https._ka_resolver.config == resolver.config
+    assert (https._ka_rewrite_host, https.max_retries.total) == (False, 2)
+    with clone:
+        body = echo(clone.get(url(server.port, "payment-api")))
+    assert (body["sni"], body["host"]) == (PAYMENT, f"payment-api:{server.port}")
+    # The adapter alone, too.
+    adapter = pickle.loads(pickle.dumps(KubeAliasAdapter(resolver=resolver)))
+    assert adapter.poolmanager._ka_planner._resolver is adapter._ka_resolver

@@ -8,6 +8,7 @@ import importlib
 import importlib.metadata
 import inspect
 import json
+import pickle
 import socket
 import ssl
 import textwrap
@@ -683,3 +684,18 @@ def test_pool_classes_set_by_the_application_serve_non_aliases_and_aliases_keep_
     assert alias.status == 200 and Counting.made == 0  # an alias: kubealias's pool class
     plain = manager.request("GET", f"https://127.0.0.1:{server.port}/")  # not an alias
     assert plain.status in (200, 421) and Counting.made == 1  # the manager's own pool class
+
+
+def test_a_manager_pickles_as_urllib3s_does(resolver: Resolver) -> None:
+    # urllib3's managers hold their pools behind a lock and do not pickle; neither do ours
+    # (requests pickles an adapter without its manager and builds a new one, see
+    # test_requests_adapter.py). The resolver they hold pickles on its own.
+    def failure(manager: Any) -> tuple[type[BaseException], str]:
+        with pytest.raises(TypeError) as info:
+            pickle.dumps(manager)
+        return type(info.value), str(info.value)
+
+    assert failure(PoolManager(resolver=resolver)) == failure(urllib3.PoolManager())
+    proxy = "http://proxy.example.test:3128"
+    assert failure(ProxyManager(proxy, resolver=resolver)) == failure(urllib3.ProxyManager(proxy))
+    assert pickle.loads(pickle.dumps(resolver)).config == resolver.config
