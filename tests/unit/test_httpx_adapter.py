@@ -465,14 +465,14 @@ def test_non_alias_goes_through_the_base_transport_unchanged(
     sni: str | None,
 ) -> None:
     seen: list[httpx.Request] = []
-    base = httpx.HTTPTransport.handle_request
+    assert kubealias.httpx._httpx_send is httpx.HTTPTransport.handle_request
 
     def spy(self: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
         assert self is transport  # httpx's own handle_request, on the transport's own pool
         seen.append(request)
-        return base(self, request)
+        return httpx.HTTPTransport.handle_request(self, request)
 
-    monkeypatch.setattr(httpx.HTTPTransport, "handle_request", spy)
+    monkeypatch.setattr(kubealias.httpx, "_httpx_send", spy)
     dns.reset_queries()
     with httpx.Client(transport=transport) as client:
         response = client.get(url(server, host))
