@@ -125,12 +125,12 @@ class RoutePlanner:
         self._resolver = resolver
         self._rewrite_host = rewrite_host
         self._memo: dict[
-            tuple[str, int | None, str], tuple[Resolver, int, Resolution, Route | None]
+            tuple[str | None, int | None, str], tuple[Resolver, int, Resolution, Route | None]
         ] = {}
 
     def _remember(
         self,
-        key: tuple[str, int | None, str],
+        key: tuple[str | None, int | None, str],
         resolver: Resolver,
         generation: int,
         result: Resolution,
@@ -143,7 +143,7 @@ class RoutePlanner:
         return route
 
     def _hit(
-        self, key: tuple[str, int | None, str], resolver: Resolver
+        self, key: tuple[str | None, int | None, str], resolver: Resolver
     ) -> tuple[Resolver, int, Resolution, Route | None] | None:
         hit = self._memo.get(key)
         if (
@@ -155,25 +155,32 @@ class RoutePlanner:
             return hit
         return None
 
-    def plan(self, host: str, port: int | None, scheme: str) -> Route | None:
-        """As :func:`plan_route`."""
+    def plan(self, host: str | None, port: int | None, scheme: str) -> Route | None:
+        """As :func:`plan_route`; a URL without a host (``None`` or empty) has nothing to
+        resolve and is passed through (None), so that the adapter's own client reports it as
+        without kubealias (requests' ``InvalidURL``, urllib3's ``LocationValueError``, httpx's
+        ``UnsupportedProtocol``)."""
         resolver = self._resolver or get_default_resolver()
         key = (host, port, scheme)
         hit = self._hit(key, resolver)
         if hit is not None:
             return hit[3]
+        if not host:  # checked on a miss only: never remembered, so never a hit
+            return None
         generation = resolver.generation  # before resolving: a flush meanwhile wins
         result = resolver.resolve(host)
         route = _route_for(result, host, port, scheme, self._rewrite_host)
         return self._remember(key, resolver, generation, result, route)
 
-    async def aplan(self, host: str, port: int | None, scheme: str) -> Route | None:
+    async def aplan(self, host: str | None, port: int | None, scheme: str) -> Route | None:
         """:meth:`plan` without blocking the event loop (awaits ``aresolve``)."""
         resolver = self._resolver or get_default_resolver()
         key = (host, port, scheme)
         hit = self._hit(key, resolver)
         if hit is not None:
             return hit[3]
+        if not host:
+            return None
         generation = resolver.generation
         result = await resolver.aresolve(host)
         route = _route_for(result, host, port, scheme, self._rewrite_host)

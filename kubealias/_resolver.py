@@ -153,6 +153,17 @@ class Resolver:
         #: resolver's answers (kubealias._http.RoutePlanner) drop them when it changes.
         self.generation = 0
 
+    def __reduce__(self) -> tuple[Callable[..., Resolver], tuple[Any, ...]]:
+        """Pickle (and copy) the configuration, not the state: the copy has the same config,
+        clock, cache size and hosts-file names, and its own empty cache, locks and flights,
+        as a new resolver has (a ``requests.Session`` whose adapter holds one can be pickled).
+
+        The clock is pickled as it is: one that cannot be (a lambda, a local function) makes
+        pickling fail with pickle's own error; ``time.monotonic`` and module-level functions
+        can.
+        """
+        return (_unpickle, (type(self), self.config, self._clock, self._cache.maxsize, self._hosts))
+
     def __repr__(self) -> str:
         servers = ",".join(f"{h}:{p}" for h, p in self.config.nameservers)
         return f"<kubealias.Resolver nameservers={servers} domain={self.config.cluster_domain}>"
@@ -335,6 +346,20 @@ class Resolver:
         if value.chain:
             log.debug("resolved %s -> %s via %s", host, value.tls_name, " -> ".join(value.chain))
         return value
+
+
+def _unpickle(
+    cls: type[Resolver],
+    config: Config,
+    clock: Callable[[], float],
+    cache_size: int,
+    hosts: frozenset[str],
+) -> Resolver:
+    """A resolver pickled by :meth:`Resolver.__reduce__`, made by its own ``__init__`` (so it
+    has every lock and table a new one has); the hosts-file names as read then, not again."""
+    resolver = cls(config, clock=clock, cache_size=cache_size, hosts_file=None)
+    resolver._hosts = hosts
+    return resolver
 
 
 # --- the default resolver -----------------------------------------------------------------

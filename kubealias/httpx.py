@@ -9,16 +9,30 @@
     async with httpx.AsyncClient(transport=AsyncHTTPTransport()) as client:
         await client.get("https://payment-api/v1/charges")
 
-Both take every argument of httpx's own transports (``verify``, ``cert``, ``http2``, ``limits``,
-``proxy``, ``retries``, ...) plus ``resolver=`` and ``rewrite_host=``.
+Both are httpx's own transports (subclasses: ``isinstance(t, httpx.HTTPTransport)`` holds) and
+take every argument of theirs, in their order (``verify``, ``cert``, ``http2``, ``limits``,
+``proxy``, ``retries``, ...), plus keyword-only ``resolver=`` and ``rewrite_host=``.
+
+Give ``verify=`` (and ``cert=``) to the transport, not to the client::
+
+    httpx.Client(transport=HTTPTransport(verify=ssl.create_default_context(cafile=CA)))
+
+httpx's ``Client`` applies its own ``verify=``/``cert=`` only to the transport it builds itself;
+once ``transport=`` (or ``mounts=``) is given they are silently ignored, and the transport, handed
+none of the client's settings, cannot take them itself. So ``httpx.Client(verify=ctx,
+transport=HTTPTransport())`` verifies with the default CA certificates. When an alias's
+certificate then fails for want of its issuer, the ``httpx.ConnectError`` says to pass
+``verify=`` to the transport (:func:`_verify_hint`; hosts kubealias passes through get httpx's
+own error, unchanged).
 
 How a request travels
 ---------------------
 1. The host of the request URL is planned with :class:`kubealias._http.RoutePlanner` (the
    resolver's answer made a route, remembered by the transport until that answer expires or
    the resolver is flushed; the async transport awaits ``aresolve`` and never blocks the event
-   loop). A host kubealias passes through goes, as the very same request object, to a plain
-   httpx transport built from the caller's arguments: the unchanged httpx code path.
+   loop). A host kubealias passes through goes, as the very same request object, to httpx's
+   own ``handle_request`` on the transport's own pool, which httpx's ``__init__`` built from
+   the caller's arguments: the unchanged httpx code path.
 2. For an alias the request is sent as *new* objects (the caller's request is never touched):
    its header list with the Host below, and its extensions plus httpcore's ``sni_hostname``
    set to the TLS name, which httpcore uses as the SNI and as the name the certificate is
@@ -107,11 +121,13 @@ up unnoticed.
 from __future__ import annotations
 
 import importlib
+import inspect
 import itertools
 import os
 import ssl
 import threading
 from collections.abc import AsyncIterable, Callable, Iterable
+from types import TracebackType
 from typing import Any, Generic, TypeAlias, TypeVar
 
 try:
@@ -159,6 +175,9 @@ _ProxyTypes: TypeAlias = httpx.URL | str | httpx.Proxy
 _RouteKey: TypeAlias = tuple[str, tuple[str, str, tuple[str, ...], int, str | None, bool]]
 """(scheme, Route.pool_key): one inner transport per key."""
 _T = TypeVar("_T")
+#: httpx's own default ``limits=`` (read from its signature: httpx does not export it), so
+#: that the transports' signatures are httpx's.
+_DEFAULT_LIMITS: httpx.Limits = inspect.signature(httpx.HTTPTransport).parameters["limits"].default
 _SCHEMES = frozenset({"http", "https"})
 #: What kubealias.httpx was tested with (pyproject.toml bounds the httpx extra the same way).
 _TESTED = "httpx>=0.27,<0.29 with httpcore 1.x"
@@ -172,6 +191,35 @@ def _connect_error(request: httpx.Request, exc: KubeAliasError) -> httpx.Connect
     (raised ``from`` it: the kubealias error is the ``__cause__``). A function rather than a
     context manager: it sits on every request's path."""
     return httpx.ConnectError(str(exc), request=request)
+
+
+#: OpenSSL's verify codes for "the issuer is not trusted" (self-signed leaf or chain, issuer
+#: not found locally or at all, leaf signature unverifiable): what a CA missing from the
+#: trust store looks like, as opposed to a name mismatch or an expired certificate.
+_UNTRUSTED_ISSUER = frozenset({2, 18, 19, 20, 21})
+_VERIFY_HINT = (
+    " (kubealias.httpx: this transport trusts the default CA certificates; httpx ignores "
+    "httpx.Client(verify=...) once transport= or mounts= is given: pass verify= to the "
+    "transport, HTTPTransport(verify=...))"
+)
+
+
+def _verify_hint(request: httpx.Request, exc: httpx.ConnectError) -> httpx.ConnectError | None:
+    """``exc`` with a hint where the alias's certificate has an issuer that the transport's
+    default trust store lacks, else None. Called on that error path only, for a transport
+    built with ``verify=True``: a CA given to ``httpx.Client(verify=...)`` instead of the
+    transport is the likely cause (httpx hands a given transport none of the client's
+    settings, so the transport cannot take them itself)."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # httpx's error, httpcore's, then ssl's: short chains, never a cycle
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            if seen.verify_code not in _UNTRUSTED_ISSUER:
+                return None
+            return httpx.ConnectError(f"{exc}{_VERIFY_HINT}", request=request)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 # --- the request for an alias ---------------------------------------------------------------
@@ -571,6 +619,13 @@ def _pool_idle(transport: httpx.HTTPTransport | httpx.AsyncHTTPTransport) -> boo
 
 # --- the transports ---------------------------------------------------------------------------
 
+#: httpx's own ``handle_request``, for the hosts kubealias passes through: called as a function
+#: rather than through ``super()``, which costs as much again on the path of every such request
+#: (a bound method of a separate plain transport did not). Only httpx's own code handles those
+#: requests, as when they went to a separate plain transport.
+_httpx_send = httpx.HTTPTransport.handle_request
+_httpx_asend = httpx.AsyncHTTPTransport.handle_async_request
+
 
 def _httpx_options(
     verify: ssl.SSLContext | str | bool,
@@ -602,13 +657,13 @@ def _httpx_options(
 
 
 class _Core(Generic[_Inner]):
-    """What both transports share: their arguments, the plain httpx transport, the route cache
-    and every decision about a request; :class:`HTTPTransport` and
-    :class:`AsyncHTTPTransport` only drive it, each with its own I/O (plan or ``aplan``, send
-    or await)."""
+    """What both transports share: their arguments, the route cache and every decision about
+    a request; :class:`HTTPTransport` and :class:`AsyncHTTPTransport` only drive it, each with
+    its own I/O (plan or ``aplan``, send or await). It comes first in their MRO, before the
+    httpx transport each of them is, whose pool serves the hosts kubealias passes through."""
 
     _inner_cls: type[_Inner]
-    """The httpx transport class of the plain transport and of each route's inner one."""
+    """The httpx transport class of each route's inner transport (and the base class)."""
 
     def __init__(
         self,
@@ -617,7 +672,7 @@ class _Core(Generic[_Inner]):
         trust_env: bool = True,
         http1: bool = True,
         http2: bool = False,
-        limits: httpx.Limits | None = None,
+        limits: httpx.Limits | None = _DEFAULT_LIMITS,
         proxy: _ProxyTypes | None = None,
         uds: str | None = None,
         local_address: str | None = None,
@@ -630,15 +685,24 @@ class _Core(Generic[_Inner]):
         """See :class:`HTTPTransport` for the arguments and what they raise."""
         self._uds = uds is not None
         self._proxied = proxy is not None
+        self._default_trust = verify is True  # see _verify_hint
         self._options = _httpx_options(
             verify, cert, trust_env, http1, http2, limits, local_address, retries, socket_options
         )
-        self._base: _Inner = self._inner_cls(**self._options, proxy=proxy, uds=uds)
+        # httpx's own __init__ (the next class in the MRO: httpx.HTTPTransport or
+        # httpx.AsyncHTTPTransport) builds the pool of the hosts kubealias passes through:
+        # this transport *is* the plain httpx transport for them, one pool and not two.
+        # (mypy checks _Core alone, whose next class would be object.)
+        super().__init__(**self._options, proxy=proxy, uds=uds)  # type: ignore[call-arg]
         self._routes: _RouteCache[_Inner] = _RouteCache(_MAX_ROUTES, _pool_idle)
         # One bound method, not one per request.
         self._new_inner: Callable[[Route], _Inner] = self._make_inner
         self._planner = RoutePlanner(resolver, rewrite_host=rewrite_host)
         self._memo = _HeaderMemo()
+
+    def _retire_all(self) -> list[_Inner]:
+        """Every route's transport, out of the cache, to be closed now (by close/aclose)."""
+        return self._routes.drain()
 
     def _make_inner(self, route: Route) -> _Inner:
         return _pin(self._inner_cls(**self._options), route)
@@ -664,12 +728,13 @@ def _response(
     )
 
 
-class HTTPTransport(_Core[httpx.HTTPTransport], httpx.BaseTransport):
+class HTTPTransport(_Core[httpx.HTTPTransport], httpx.HTTPTransport):
     """An ``httpx.HTTPTransport`` that reaches ExternalName aliases by their TLS name.
 
-    Use it as ``httpx.Client(transport=HTTPTransport())`` or in ``mounts=``. A host that is not
-    an alias goes through a plain ``httpx.HTTPTransport`` unchanged. Safe to share between
-    threads, as httpx's own transport is.
+    Use it as ``httpx.Client(transport=HTTPTransport(verify=...))`` or in ``mounts=``: httpx
+    ignores the client's own ``verify=`` once a transport is given. It is an
+    ``httpx.HTTPTransport``, and a host that is not an alias goes through httpx's own
+    ``handle_request`` unchanged. Safe to share between threads, as httpx's own transport is.
 
     Args:
         verify: As httpx: ``True``, ``False`` (the caller's choice; kubealias never makes it),
@@ -678,7 +743,7 @@ class HTTPTransport(_Core[httpx.HTTPTransport], httpx.BaseTransport):
         trust_env: As httpx: read ``SSL_CERT_FILE``/``SSL_CERT_DIR``.
         http1: As httpx.
         http2: As httpx (needs ``httpx[http2]``).
-        limits: As httpx; ``None`` for httpx's default. Applies to each route's pool.
+        limits: As httpx (``None``: httpx's default). Applies to each route's pool.
         proxy: As httpx; the proxy is asked for ``tls_name:port`` (see the module docstring).
         uds: As httpx; with a Unix socket nothing is resolved or rewritten.
         local_address: As httpx.
@@ -707,15 +772,15 @@ class HTTPTransport(_Core[httpx.HTTPTransport], httpx.BaseTransport):
         url = request.url
         scheme = url.scheme  # each URL property decodes again: read once
         if self._uds or scheme not in _SCHEMES:  # a Unix socket, or not HTTP: nothing to resolve
-            return self._base.handle_request(request)
+            return _httpx_send(self, request)
         try:
             route = self._planner.plan(url.host, url.port, scheme)
         except KubeAliasError as exc:
             raise _connect_error(request, exc) from exc
         if route is None:  # invariant 3: the request as given, to the unchanged httpx path
-            return self._base.handle_request(request)
+            return _httpx_send(self, request)
         if self._proxied:
-            return self._base.handle_request(self._through_proxy(request, route))
+            return _httpx_send(self, self._through_proxy(request, route))
         headers = self._memo.raw(request, route)
         if self._routes.retiring:  # rare: some evicted transports wait to be closed
             for transport in self._routes.take_idle():
@@ -732,23 +797,43 @@ class HTTPTransport(_Core[httpx.HTTPTransport], httpx.BaseTransport):
                 answer = slot.transport._pool.handle_request(_core_request(request, route, headers))
             assert isinstance(answer.stream, Iterable)
             return _response(answer, _ResponseStream(answer.stream))
+        except httpx.ConnectError as exc:
+            hinted = _verify_hint(request, exc) if self._default_trust else None
+            if hinted is None:
+                raise
+            raise hinted from exc
         finally:
             self._routes.leave(slot)
 
     def close(self) -> None:
         """Close every inner transport and their connections."""
         try:
-            for transport in self._routes.drain():
+            for transport in self._retire_all():
                 transport.close()
         finally:
-            self._base.close()
+            super().close()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        # httpx's __exit__ closes its own pool only: the routes' pools are ours to close.
+        try:
+            for transport in self._retire_all():
+                transport.close()
+        finally:
+            super().__exit__(exc_type, exc_value, traceback)
 
 
-class AsyncHTTPTransport(_Core[httpx.AsyncHTTPTransport], httpx.AsyncBaseTransport):
+class AsyncHTTPTransport(_Core[httpx.AsyncHTTPTransport], httpx.AsyncHTTPTransport):
     """An ``httpx.AsyncHTTPTransport`` that reaches ExternalName aliases by their TLS name.
 
     Resolution awaits :meth:`kubealias.Resolver.aresolve`: the event loop is never blocked.
-    Use it as ``httpx.AsyncClient(transport=AsyncHTTPTransport())`` or in ``mounts=``.
+    Use it as ``httpx.AsyncClient(transport=AsyncHTTPTransport(verify=...))`` or in ``mounts=``
+    (httpx ignores the client's own ``verify=`` once a transport is given). It is an
+    ``httpx.AsyncHTTPTransport``.
 
     Args:
         verify: As :class:`HTTPTransport`.
@@ -785,15 +870,15 @@ class AsyncHTTPTransport(_Core[httpx.AsyncHTTPTransport], httpx.AsyncBaseTranspo
         url = request.url
         scheme = url.scheme  # as in HTTPTransport, with aplan and awaits
         if self._uds or scheme not in _SCHEMES:
-            return await self._base.handle_async_request(request)
+            return await _httpx_asend(self, request)
         try:
             route = await self._planner.aplan(url.host, url.port, scheme)
         except KubeAliasError as exc:
             raise _connect_error(request, exc) from exc
         if route is None:
-            return await self._base.handle_async_request(request)
+            return await _httpx_asend(self, request)
         if self._proxied:
-            return await self._base.handle_async_request(self._through_proxy(request, route))
+            return await _httpx_asend(self, self._through_proxy(request, route))
         headers = self._memo.raw(request, route)
         if self._routes.retiring:
             for transport in self._routes.take_idle():
@@ -809,13 +894,31 @@ class AsyncHTTPTransport(_Core[httpx.AsyncHTTPTransport], httpx.AsyncBaseTranspo
                 answer = await pool.handle_async_request(_core_request(request, route, headers))
             assert isinstance(answer.stream, AsyncIterable)
             return _response(answer, _AsyncResponseStream(answer.stream))
+        except httpx.ConnectError as exc:
+            hinted = _verify_hint(request, exc) if self._default_trust else None
+            if hinted is None:
+                raise
+            raise hinted from exc
         finally:
             self._routes.leave(slot)
 
     async def aclose(self) -> None:
         """Close every inner transport and their connections."""
         try:
-            for transport in self._routes.drain():
+            for transport in self._retire_all():
                 await transport.aclose()
         finally:
-            await self._base.aclose()
+            await super().aclose()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        # As HTTPTransport.__exit__: httpx's closes its own pool only.
+        try:
+            for transport in self._retire_all():
+                await transport.aclose()
+        finally:
+            await super().__aexit__(exc_type, exc_value, traceback)

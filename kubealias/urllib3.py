@@ -26,10 +26,11 @@ function changes shape in a new urllib3.
 
 from __future__ import annotations
 
+import ssl
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 try:
     import urllib3
@@ -52,18 +53,22 @@ from ._resolver import Resolver
 
 __all__ = ["PoolManager", "ProxyManager"]
 
-# PoolKey plus our one field: the route (immutable and hashable) or None.
+# The key of a pool kubealias built for a route: PoolKey plus one field, the route's pool key.
+# (A tuple longer than any PoolKey: never equal to the key of a pool urllib3 built.)
 _FIELDS = (*PoolKey._fields, "key_ka_route")
 AliasPoolKey: Any = __import__("collections").namedtuple("AliasPoolKey", _FIELDS)
 
 
-_EMPTY_KEY: dict[str, Any] = dict.fromkeys(_FIELDS)
+_EMPTY_KEY: dict[str, Any] = dict.fromkeys(PoolKey._fields)
+_EMPTY_ALIAS_KEY: dict[str, Any] = dict.fromkeys(_FIELDS)
 _FROZEN = frozenset({"headers", "_proxy_headers", "_socks_options"})
 
 
 def _pool_key(context: dict[str, Any]) -> Any:
     """urllib3's key normalisation (RFC 3986: scheme and host are case-insensitive; dicts and
-    lists made hashable), plus the route, so that pools are per TLS name and address set.
+    lists made hashable): urllib3's own ``PoolKey`` for a host kubealias passes through
+    (``ka_route`` None), an :data:`AliasPoolKey` with the route for the others, so that their
+    pools are per TLS name and address set.
 
     Follows ``urllib3.poolmanager._default_key_normalizer`` (a test compares both on the same
     contexts and fails when upstream changes shape); not a call to it, which would copy the
@@ -72,7 +77,8 @@ def _pool_key(context: dict[str, Any]) -> Any:
     Runs on every request: one pass over the context, no intermediate dicts. An unknown key
     raises TypeError, as urllib3's own normaliser does.
     """
-    fields = _EMPTY_KEY.copy()
+    alias = context.get("ka_route") is not None
+    fields = (_EMPTY_ALIAS_KEY if alias else _EMPTY_KEY).copy()
     for key, value in context.items():
         if value is not None:
             if key in _FROZEN:
@@ -81,12 +87,14 @@ def _pool_key(context: dict[str, Any]) -> Any:
                 value = tuple(value)
             elif key == "ka_route":
                 value = value.pool_key  # the address order does not make another pool
+        elif key == "ka_route":
+            continue  # passed through: nothing of kubealias's in urllib3's own key
         fields["key_" + key] = value
     fields["key_scheme"] = fields["key_scheme"].lower()
     fields["key_host"] = fields["key_host"].lower()
     if fields["key_blocksize"] is None:
         fields["key_blocksize"] = 16384  # urllib3's default, as its own normaliser fills in
-    return AliasPoolKey(**fields)
+    return AliasPoolKey(**fields) if alias else PoolKey(**fields)
 
 
 # --- connections and pools for aliases ------------------------------------------------------
@@ -306,7 +314,8 @@ class PoolManager(_AliasPools, urllib3.PoolManager):  # type: ignore[misc]
     """A :class:`urllib3.PoolManager` that verifies aliases against their external name.
 
     Args:
-        num_pools, headers, **connection_pool_kw: as :class:`urllib3.PoolManager`.
+        num_pools, headers, **connection_pool_kw: as :class:`urllib3.PoolManager` (same
+            positions and defaults).
         resolver: the :class:`kubealias.Resolver` to use (default: the process's default).
         rewrite_host: send the TLS name as ``Host`` (default) so that virtual-hosted services
             answer; False keeps the name the application used.
@@ -320,7 +329,7 @@ class PoolManager(_AliasPools, urllib3.PoolManager):  # type: ignore[misc]
     def __init__(
         self,
         num_pools: int = 10,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
         *,
         resolver: Resolver | None = None,
         rewrite_host: bool = True,
@@ -338,19 +347,42 @@ class ProxyManager(_AliasPools, urllib3.ProxyManager):  # type: ignore[misc]
     The proxy resolves and connects; kubealias gives it the TLS name instead of the service name
     (which only the cluster DNS knows) and verifies the origin's certificate against that name.
     Plain ``http://`` requests through a forward proxy are left unchanged.
+
+    Args:
+        proxy_url, num_pools, headers, proxy_headers, proxy_ssl_context,
+            use_forwarding_for_https, proxy_assert_hostname, proxy_assert_fingerprint,
+            **connection_pool_kw: as :class:`urllib3.ProxyManager` (same positions and
+            defaults).
+        resolver: as :class:`PoolManager`.
+        rewrite_host: as :class:`PoolManager`.
     """
 
     def __init__(
         self,
         proxy_url: str,
         num_pools: int = 10,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        proxy_headers: Mapping[str, str] | None = None,
+        proxy_ssl_context: ssl.SSLContext | None = None,
+        use_forwarding_for_https: bool = False,
+        proxy_assert_hostname: str | Literal[False] | None = None,
+        proxy_assert_fingerprint: str | None = None,
         *,
         resolver: Resolver | None = None,
         rewrite_host: bool = True,
         **connection_pool_kw: Any,
     ) -> None:
-        super().__init__(proxy_url, num_pools, headers, **connection_pool_kw)
+        super().__init__(
+            proxy_url,
+            num_pools,
+            headers,
+            proxy_headers,
+            proxy_ssl_context,
+            use_forwarding_for_https,
+            proxy_assert_hostname,
+            proxy_assert_fingerprint,
+            **connection_pool_kw,
+        )
         self._ka_setup(resolver, rewrite_host)
 
     urlopen = _AliasPools._ka_urlopen

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import ssl
 import sys
@@ -54,6 +55,69 @@ def url(server: TLSServer, host: str, path: str = "/") -> str:
 def echo(response: httpx.Response) -> dict[str, Any]:
     body: dict[str, Any] = response.json()
     return body
+
+
+# --- drop-in: the types and signatures of httpx's transports --------------------------------------
+
+TRANSPORTS = [
+    (HTTPTransport, httpx.HTTPTransport, httpcore.ConnectionPool),
+    (AsyncHTTPTransport, httpx.AsyncHTTPTransport, httpcore.AsyncConnectionPool),
+]
+
+
+def _parameters(cls: type) -> list[tuple[str, Any, Any]]:
+    return [(p.name, p.kind, p.default) for p in inspect.signature(cls).parameters.values()]
+
+
+@pytest.mark.parametrize(("ours", "theirs", "pool_cls"), TRANSPORTS)
+def test_the_transports_are_httpx_transports_with_httpx_signature(
+    ours: type[Any], theirs: type[Any], pool_cls: type[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert issubclass(ours, theirs)
+    params = _parameters(ours)
+    # httpx's parameters, in httpx's order, kinds and defaults; then kubealias's keyword-only.
+    assert params[:-2] == _parameters(theirs)
+    assert params[-2:] == [
+        ("resolver", inspect.Parameter.KEYWORD_ONLY, None),
+        ("rewrite_host", inspect.Parameter.KEYWORD_ONLY, True),
+    ]
+    built: list[Any] = []
+    real = pool_cls.__init__
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> None:
+        built.append(self)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(pool_cls, "__init__", counting)
+    transport = ours(limits=httpx.Limits(max_connections=3))
+
+    assert isinstance(transport, theirs)
+    # One pool, httpx's own, for the hosts kubealias passes through: not a second transport.
+    assert built == [transport._pool]
+    assert transport._pool._max_connections == 3
+
+
+async def test_leaving_the_client_closes_every_pool(
+    resolver: Resolver, trust: ssl.SSLContext, server: TLSServer
+) -> None:
+    # httpx's own __exit__ closes its pool only; the routes' pools are closed too.
+    kt = HTTPTransport(verify=trust, resolver=resolver)
+    with httpx.Client(transport=kt) as client:
+        client.get(url(server, "payment-api"))
+        client.get(url(server, "localhost"))
+        inner = [slot.transport for slot in kt._routes._slots.values()]
+        assert inner and kt._pool.connections
+    akt = AsyncHTTPTransport(verify=trust, resolver=resolver)
+    async with httpx.AsyncClient(transport=akt) as aclient:
+        await aclient.get(url(server, "payment-api"))
+        await aclient.get(url(server, "localhost"))
+        ainner = [slot.transport for slot in akt._routes._slots.values()]
+        assert ainner and akt._pool.connections
+
+    assert len(kt._routes) == len(akt._routes) == 0
+    assert not kt._pool.connections and not akt._pool.connections
+    assert not any(t._pool.connections for t in inner)
+    assert not any(t._pool.connections for t in ainner)
 
 
 # --- the request sent for an alias (no I/O) -------------------------------------------------------
@@ -189,6 +253,46 @@ async def test_both_paths_verify_send_the_body_and_stream(
         assert (body["sni"], body["host"]) == (PAYMENT, f"{PAYMENT}:{server.port}")
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
             await ac.get(url(server, "wrong-api"))
+
+
+def _failure(send: Any) -> tuple[type[BaseException], str]:
+    with pytest.raises(Exception) as info:
+        send()
+    return type(info.value), str(info.value)
+
+
+async def _afailure(send: Any) -> tuple[type[BaseException], str]:
+    with pytest.raises(Exception) as info:
+        await send()
+    return type(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("target", ["http://:1/", "https://:443/x", "http:///x", "http://@:1/"])
+async def test_a_url_without_a_host_fails_as_with_httpx(
+    resolver: Resolver, dns: ClusterDNS, monkeypatch: pytest.MonkeyPatch, target: str
+) -> None:
+    def no_lookup(host: str) -> Any:
+        raise AssertionError(f"resolve({host!r})")
+
+    with httpx.Client() as plain:
+        want = _failure(lambda: plain.get(target))
+    assert want[0] is httpx.UnsupportedProtocol
+    monkeypatch.setattr(resolver, "resolve", no_lookup)
+    monkeypatch.setattr(resolver, "aresolve", no_lookup)
+
+    with httpx.Client(transport=HTTPTransport(resolver=resolver)) as client:
+        assert _failure(lambda: client.get(target)) == want
+    async with httpx.AsyncClient(transport=AsyncHTTPTransport(resolver=resolver)) as aclient:
+        assert await _afailure(lambda: aclient.get(target)) == want
+    # The client takes such a URL as relative; a transport called directly gets it as is.
+    request = httpx.Request("GET", target)
+    assert request.url.scheme in ("http", "https") and request.url.host == ""
+    with httpx.HTTPTransport() as plain_transport:
+        want = _failure(lambda: plain_transport.handle_request(request))
+    with HTTPTransport(resolver=resolver) as transport:
+        assert _failure(lambda: transport.handle_request(request)) == want
+    async with AsyncHTTPTransport(resolver=resolver) as atransport:
+        assert await _afailure(lambda: atransport.handle_async_request(request)) == want
 
 
 def test_pinned_backend_tries_each_address_in_order_with_the_whole_timeout() -> None:
@@ -361,13 +465,14 @@ def test_non_alias_goes_through_the_base_transport_unchanged(
     sni: str | None,
 ) -> None:
     seen: list[httpx.Request] = []
-    base = transport._base.handle_request
+    assert kubealias.httpx._httpx_send is httpx.HTTPTransport.handle_request
 
-    def spy(request: httpx.Request) -> httpx.Response:
+    def spy(self: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
+        assert self is transport  # httpx's own handle_request, on the transport's own pool
         seen.append(request)
-        return base(request)
+        return httpx.HTTPTransport.handle_request(self, request)
 
-    monkeypatch.setattr(transport._base, "handle_request", spy)
+    monkeypatch.setattr(kubealias.httpx, "_httpx_send", spy)
     dns.reset_queries()
     with httpx.Client(transport=transport) as client:
         response = client.get(url(server, host))
@@ -396,6 +501,60 @@ def test_default_verification_uses_the_system_trust_store(
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     with httpx.Client(transport=kt) as client, pytest.raises(httpx.ConnectError):
         client.get(url(server, "payment-api"))
+
+
+async def test_verify_goes_to_the_transport_and_the_error_says_so(
+    resolver: Resolver, trust: ssl.SSLContext, server: TLSServer
+) -> None:
+    # httpx ignores the client's verify= once transport= is given: the README's way works...
+    with httpx.Client(transport=HTTPTransport(verify=trust, resolver=resolver)) as client:
+        assert echo(client.get(url(server, "payment-api")))["sni"] == PAYMENT
+    # ...and the client's, ignored by httpx, fails with a message that says what to do.
+    with (
+        httpx.Client(verify=trust, transport=HTTPTransport(resolver=resolver)) as client,
+        pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED") as info,
+    ):
+        client.get(url(server, "payment-api"))
+    assert "pass verify= to the transport, HTTPTransport(verify=...)" in str(info.value)
+    assert isinstance(info.value.__cause__, httpx.ConnectError)  # httpx's own error
+    async with httpx.AsyncClient(
+        verify=trust, transport=AsyncHTTPTransport(resolver=resolver)
+    ) as aclient:
+        with pytest.raises(httpx.ConnectError, match="pass verify= to the transport"):
+            await aclient.get(url(server, "payment-api"))
+
+
+def test_the_verify_hint_is_only_for_an_untrusted_issuer(
+    resolver: Resolver, trust: ssl.SSLContext, server: TLSServer, other_cafile: str
+) -> None:
+    # A name mismatch is no CA problem: no hint, whatever the transport trusts.
+    with (
+        httpx.Client(transport=HTTPTransport(verify=trust, resolver=resolver)) as client,
+        pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED") as info,
+    ):
+        client.get(url(server, "wrong-api"))
+    assert "kubealias" not in str(info.value)
+    # A host kubealias passes through gets httpx's own error, word for word.
+    target = url(server, "127.0.0.1")
+    with (
+        httpx.Client(transport=httpx.HTTPTransport()) as plain,
+        pytest.raises(httpx.ConnectError) as want,
+    ):
+        plain.get(target)
+    with (
+        httpx.Client(transport=HTTPTransport(resolver=resolver)) as client,
+        pytest.raises(httpx.ConnectError) as got,
+    ):
+        client.get(target)
+    assert str(got.value) == str(want.value)
+    # A transport given a CA of its own gets no hint: its own CA is the one that failed.
+    other = ssl.create_default_context(cafile=other_cafile)
+    with (
+        httpx.Client(transport=HTTPTransport(verify=other, resolver=resolver)) as client,
+        pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED") as info,
+    ):
+        client.get(url(server, "payment-api"))
+    assert "kubealias" not in str(info.value)
 
 
 def test_verify_false_is_the_callers_choice(resolver: Resolver, server: TLSServer) -> None:

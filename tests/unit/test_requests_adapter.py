@@ -338,6 +338,38 @@ def test_resolution_failure_is_a_connection_error(
     assert info.value.request.url == url(server.port, "broken-api")
 
 
+def _failure(send: Any) -> tuple[type[BaseException], str]:
+    with pytest.raises(Exception) as info:
+        send()
+    return type(info.value), str(info.value)
+
+
+#: URLs whose host is missing or empty, as a redirect can hand them to the adapter.
+NO_HOST = ["http://:1/", "https://:443/x", "http:///x", "http://@:1/"]
+
+
+@pytest.mark.parametrize("target", NO_HOST)
+def test_a_url_without_a_host_fails_as_with_the_base_adapter(
+    session: Session, server: TLSServer, dns: ClusterDNS, target: str
+) -> None:
+    # requests validates the URL it is given, but not a redirect's Location: the adapter gets
+    # a URL whose host is None (urlparse), and HTTPAdapter.send reports it as InvalidURL.
+    def send(s: requests.Session) -> Any:
+        prepared = requests.Request("GET", "http://example.test/").prepare()
+        prepared.url = target  # as requests' resolve_redirects sets it
+        return lambda: s.send(prepared)
+
+    with requests.Session() as plain:
+        want = _failure(send(plain))
+    dns.reset_queries()
+
+    assert want[0] is requests.exceptions.InvalidURL
+    assert _failure(send(session)) == want
+    redirect = url(server.port, "payment-api", "/redirect")
+    assert _failure(lambda: session.get(redirect, params={"to": target})) == want
+    assert {q.name.split(".")[0] for q in dns.queries} <= {"payment-api"}
+
+
 def test_policy_refusal_is_a_connection_error(
     dns: ClusterDNS, cafile: str, server: TLSServer
 ) -> None:
@@ -491,3 +523,56 @@ def test_adapter_pickles_without_a_resolver(
         kubealias.set_default_resolver(None)
 
     assert (body["sni"], body["host"]) == (PAYMENT, f"payment-api:{server.port}")
+
+
+def test_a_resolver_pickles_its_configuration_not_its_state(
+    dns: ClusterDNS, clock: FakeClock
+) -> None:
+    resolver = dns.resolver(clock=clock, timeout=1, cache_size=7)
+    resolver._hosts = frozenset({"pinned-host"})
+    assert resolver.resolve("payment-api").tls_name == PAYMENT
+
+    clone = pickle.loads(pickle.dumps(resolver))
+
+    assert type(clone) is Resolver
+    assert clone.config == resolver.config
+    assert (clone._cache.maxsize, clone._hosts) == (7, frozenset({"pinned-host"}))
+    assert isinstance(clone._clock, FakeClock)  # a copy of the clock, at the same reading
+    assert clone._clock() == clock()
+    assert clone.cache_stats().size == 0  # no cached answer, no lock, no flight is shared
+    assert clone._lock is not resolver._lock and clone._flights is not resolver._flights
+    assert clone.resolve("payment-api").tls_name == PAYMENT
+    assert resolver.cache_stats().size == 1  # the original keeps its own cache
+
+
+def test_a_resolver_with_a_clock_that_does_not_pickle_fails_with_picklings_error(
+    dns: ClusterDNS,
+) -> None:
+    resolver = dns.resolver(clock=lambda: 0.0)
+
+    with pytest.raises((pickle.PicklingError, AttributeError), match="lambda"):
+        pickle.dumps(resolver)
+    with pytest.raises((pickle.PicklingError, AttributeError), match="lambda"):
+        pickle.dumps(Session(resolver=resolver))
+
+
+def test_a_session_with_an_explicit_resolver_pickles(
+    resolver: Resolver, cafile: str, server: TLSServer
+) -> None:
+    with Session(resolver=resolver, rewrite_host=False, max_retries=2) as session:
+        session.verify = cafile
+        echo(session.get(url(server.port, "payment-api")))
+        clone: Session = pickle.loads(pickle.dumps(session))
+
+    https, http = adapter_of(clone), clone.get_adapter("http://")
+    assert isinstance(http, KubeAliasAdapter)
+    assert https._ka_resolver is http._ka_resolver  # one resolver, as before pickling
+    assert isinstance(https._ka_resolver, Resolver) and https._ka_resolver is not resolver
+    assert https._ka_resolver.config == resolver.config
+    assert (https._ka_rewrite_host, https.max_retries.total) == (False, 2)
+    with clone:
+        body = echo(clone.get(url(server.port, "payment-api")))
+    assert (body["sni"], body["host"]) == (PAYMENT, f"payment-api:{server.port}")
+    # The adapter alone, too.
+    adapter = pickle.loads(pickle.dumps(KubeAliasAdapter(resolver=resolver)))
+    assert adapter.poolmanager._ka_planner._resolver is adapter._ka_resolver

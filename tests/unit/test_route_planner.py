@@ -107,3 +107,15 @@ def test_names_passed_through_and_errors(
         with pytest.raises(kubealias.ResolutionError):
             planner.plan("broken-api", None, "https")
     assert calls.count("broken-api") == 2  # errors are never remembered
+
+
+@pytest.mark.parametrize("host", [None, ""])
+async def test_a_url_without_a_host_is_passed_through_without_a_lookup(
+    counted: tuple[kubealias.Resolver, list[str]], host: str | None
+) -> None:
+    resolver, calls = counted
+    planner = RoutePlanner(resolver, rewrite_host=True)
+
+    assert planner.plan(host, 1, "http") is None
+    assert await planner.aplan(host, 1, "https") is None
+    assert calls == []  # the adapter's own client reports the URL (see the adapters' tests)

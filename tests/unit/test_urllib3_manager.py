@@ -8,6 +8,7 @@ import importlib
 import importlib.metadata
 import inspect
 import json
+import pickle
 import socket
 import ssl
 import textwrap
@@ -218,6 +219,11 @@ def test_non_alias_pool_is_built_as_urllib3_builds_it(http: PoolManager, target:
     plain = urllib3.PoolManager(ca_certs=http.connection_pool_kw["ca_certs"])
 
     assert vars(pool).keys() == vars(plain.connection_from_url(target)).keys()
+    # Its key is exactly the one urllib3 builds: urllib3's own PoolKey, field for field.
+    (key,) = http.pools.keys()
+    (want,) = plain.pools.keys()
+    assert type(key) is poolmanager.PoolKey
+    assert key == want
 
 
 def test_cluster_ip_service_keeps_its_name_and_connects_to_the_answer(
@@ -388,6 +394,30 @@ def test_resolution_failure_with_retries_false(
     assert "cannot resolve 'broken-api'" in str(info.value)
     with pytest.raises(NameResolutionError):  # also from connection_from_url
         http.connection_from_url(url(server.port, broken))
+
+
+def _failure(send: Any) -> tuple[type[BaseException], str]:
+    with pytest.raises(Exception) as info:
+        send()
+    return type(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("target", ["http://:1/", "https://:443/x", "http:///x", "http://@:1/"])
+def test_a_url_without_a_host_fails_as_with_urllib3(
+    http: PoolManager, server: TLSServer, dns: ClusterDNS, target: str
+) -> None:
+    plain = urllib3.PoolManager()
+    want = _failure(lambda: plain.request("GET", target, retries=False))
+    dns.reset_queries()
+
+    assert want == (urllib3.exceptions.LocationValueError, "No host specified.")
+    assert _failure(lambda: http.request("GET", target, retries=False)) == want
+    # A redirect to it, followed by urllib3 itself.
+    redirect = url(server.port, "payment-api", f"/redirect?to={target}")
+    assert _failure(lambda: http.request("GET", redirect)) == want
+    for host in (None, ""):
+        assert _failure(lambda h=host: http.connection_from_host(h, 1, "https")) == want
+    assert {q.name.split(".")[0] for q in dns.queries} <= {"payment-api"}
 
 
 def test_policy_refusal(dns: ClusterDNS, cafile: str, server: TLSServer) -> None:
@@ -584,12 +614,52 @@ def test_pool_key_is_urllib3s_key_plus_the_route(context: dict[str, Any]) -> Non
     theirs = poolmanager._default_key_normalizer(poolmanager.PoolKey, context)
 
     ours = kubealias.urllib3._pool_key({**context, "ka_route": route})
+    passed_through = kubealias.urllib3._pool_key({**context, "ka_route": None})
 
     assert ours._asdict() == {**theirs._asdict(), "key_ka_route": route.pool_key}
+    assert type(passed_through) is poolmanager.PoolKey  # urllib3's own key, exactly
+    assert passed_through == theirs and passed_through != ours
+    assert kubealias.urllib3._pool_key(dict(context)) == theirs
     with pytest.raises(TypeError):  # an unknown key, as urllib3's own normaliser
         kubealias.urllib3._pool_key({**context, "no_such_key": 1})
     with pytest.raises(TypeError):
         poolmanager._default_key_normalizer(poolmanager.PoolKey, {**context, "no_such_key": 1})
+
+
+def _parameters(function: Any) -> list[tuple[str, Any, Any]]:
+    return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"), [(PoolManager, urllib3.PoolManager), (ProxyManager, urllib3.ProxyManager)]
+)
+def test_managers_take_urllib3s_arguments_in_urllib3s_order(ours: Any, theirs: Any) -> None:
+    params = _parameters(ours)
+    keyword_only = [p for p in params if p[1] is inspect.Parameter.KEYWORD_ONLY]
+
+    assert issubclass(ours, theirs)
+    assert [p for p in params if p not in keyword_only] == _parameters(theirs)
+    assert keyword_only == [
+        ("resolver", inspect.Parameter.KEYWORD_ONLY, None),
+        ("rewrite_host", inspect.Parameter.KEYWORD_ONLY, True),
+    ]
+
+
+def test_proxy_manager_takes_proxy_headers_by_position(resolver: Resolver) -> None:
+    args = ("http://proxy.example.test:3128", 3, {"A": "1"}, {"Proxy-Authorization": "Basic eA=="})
+    context = ssl.create_default_context()
+    plain = urllib3.ProxyManager(*args, context, True, "proxy.example.test", None)
+    ours = ProxyManager(*args, context, True, "proxy.example.test", None, resolver=resolver)
+
+    for manager in (plain, ours):
+        config = manager.proxy_config
+        assert manager.proxy_headers == {"Proxy-Authorization": "Basic eA=="}
+        assert config is not None and config.ssl_context is context
+        assert (config.use_forwarding_for_https, config.assert_hostname) == (
+            True,
+            "proxy.example.test",
+        )
+        assert (manager.pools._maxsize, manager.headers) == (3, {"A": "1"})
 
 
 def test_putrequest_has_the_signature_the_alias_connections_call() -> None:
@@ -614,3 +684,18 @@ def test_pool_classes_set_by_the_application_serve_non_aliases_and_aliases_keep_
     assert alias.status == 200 and Counting.made == 0  # an alias: kubealias's pool class
     plain = manager.request("GET", f"https://127.0.0.1:{server.port}/")  # not an alias
     assert plain.status in (200, 421) and Counting.made == 1  # the manager's own pool class
+
+
+def test_a_manager_pickles_as_urllib3s_does(resolver: Resolver) -> None:
+    # urllib3's managers hold their pools behind a lock and do not pickle; neither do ours
+    # (requests pickles an adapter without its manager and builds a new one, see
+    # test_requests_adapter.py). The resolver they hold pickles on its own.
+    def failure(manager: Any) -> tuple[type[BaseException], str]:
+        with pytest.raises(TypeError) as info:
+            pickle.dumps(manager)
+        return type(info.value), str(info.value)
+
+    assert failure(PoolManager(resolver=resolver)) == failure(urllib3.PoolManager())
+    proxy = "http://proxy.example.test:3128"
+    assert failure(ProxyManager(proxy, resolver=resolver)) == failure(urllib3.ProxyManager(proxy))
+    assert pickle.loads(pickle.dumps(resolver)).config == resolver.config
