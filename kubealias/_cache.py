@@ -115,5 +115,14 @@ class Cache:
                 len(self._data), self.maxsize, self._hits, self._misses, self._evictions
             )
 
+    def reset_after_fork(self) -> None:
+        """In a child process just forked: a new lock, the entries kept.
+
+        A thread of the parent may have held the lock at the fork; it does not exist in the
+        child, so the lock would never be released. The entries are consistent (every change
+        is made under the GIL, which the forking thread held) and stay: the child starts warm.
+        """
+        self._lock = threading.Lock()
+
     def __len__(self) -> int:
         return len(self._data)

@@ -43,8 +43,9 @@ Reply = dns.message.Message | BaseException
 
 #: What one family's queries, or one search candidate, established.
 Status = Literal["pending", "answer", "nxdomain", "nodata", "servfail", "failure"]
-#: What a whole lookup established.
-Kind = Literal["answer", "notfound", "failure"]
+#: What a whole lookup established: ``dangling`` is "not found" where a candidate was an alias
+#: whose target does not exist (NXDOMAIN at the end of its chain, docs/design.md).
+Kind = Literal["answer", "notfound", "dangling", "failure"]
 
 
 class Attempt(NamedTuple):
@@ -72,7 +73,9 @@ class Family:
 
 @dataclass(frozen=True)
 class Outcome:
-    """The result of a lookup: an answer, "no such service", or a failure."""
+    """The result of a lookup: an answer, "no such service", an alias to a missing target,
+    or a failure. For ``dangling``, ``chain`` is the alias's chain, ending at the missing
+    target."""
 
     kind: Kind
     fqdn: str = ""
@@ -212,6 +215,11 @@ def lookup(candidates: Sequence[str]) -> Generator[list[Question], list[Reply], 
 
     Moves on after NXDOMAIN and NODATA (and SERVFAIL, as glibc does); stops at the first
     candidate that has addresses, and at a timeout, REFUSED or network error (a failure).
+    NXDOMAIN in either address family is an answer about the name (it does not exist),
+    whatever happened to the other family's query: glibc keeps the one response it got and
+    moves on, and a failure must not turn a deleted name into a stale answer. When no
+    candidate answers and one of them was an alias whose target does not exist, the outcome
+    is ``dangling`` with that alias's chain.
 
     Yields:
         Batches of (name, rdtype) questions.
@@ -228,6 +236,7 @@ def lookup(candidates: Sequence[str]) -> Generator[list[Question], list[Reply], 
     tried: list[Attempt] = []
     negative_ttls: list[int] = []
     servfail = ""
+    dangling: tuple[str, ...] = ()
     for candidate in candidates:
         families = [Family(rdtype, [candidate]) for rdtype in FAMILIES]
         pending: dict[int, str] = {i: candidate for i in range(len(families))}
@@ -247,23 +256,35 @@ def lookup(candidates: Sequence[str]) -> Generator[list[Question], list[Reply], 
         if answered:
             tried.append(Attempt(candidate, "answer", "answer"))
             return _answer(candidate, answered, tuple(tried))
-        if "failure" in status:
+        missing = next((f for f in families if f.status == "nxdomain"), None)
+        if missing is None and "failure" in status:
             detail = next(f.detail for f in families if f.status == "failure")
             tried.append(Attempt(candidate, detail, "failure"))
             return Outcome("failure", detail=detail, tried=tuple(tried), chain=_longest(families))
-        if "servfail" in status:
+        if missing is None and "servfail" in status:
             servfail = "SERVFAIL"
             tried.append(Attempt(candidate, "SERVFAIL", "servfail"))
             continue
-        gone: Status = "nxdomain" if status == {"nxdomain"} else "nodata"
+        gone: Status = "nodata" if missing is None else "nxdomain"
+        shown = missing or families[0]
         word = gone.upper()
-        if len(families[0].chain) > 1:
-            word += f" at {families[0].chain[-1]}"
+        if len(shown.chain) > 1:
+            word += f" at {shown.chain[-1]}"
+            if missing is not None and not dangling:
+                dangling = tuple(shown.chain)
+        failed = [f for f in families if f.status in ("failure", "servfail")]
+        if failed:
+            # Say what the other family's query met, for people; code reads the status.
+            other = failed[0]
+            word += f" ({dns.rdatatype.to_text(other.rdtype)}: {other.detail})"
         tried.append(Attempt(candidate, word, gone))
         negative_ttls.extend(f.negative_ttl for f in families if f.negative_ttl is not None)
     if servfail:
         return Outcome("failure", detail="server failure (SERVFAIL)", tried=tuple(tried))
-    return Outcome("notfound", ttl=min(negative_ttls, default=0), tried=tuple(tried))
+    ttl = min(negative_ttls, default=0)
+    if dangling:
+        return Outcome("dangling", chain=dangling, ttl=ttl, tried=tuple(tried))
+    return Outcome("notfound", ttl=ttl, tried=tuple(tried))
 
 
 class Lookup:

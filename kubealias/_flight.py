@@ -171,3 +171,17 @@ class Flights(Generic[T]):
         with self._lock:
             if self._flights.get(flight.key) is flight:
                 del self._flights[flight.key]
+
+    def reset_after_fork(self) -> None:
+        """In a child process just forked: forget every flight, and make a new lock.
+
+        Only the thread that forked lives on in the child. A flight that another thread was
+        leading would never land there, and every caller of the child joining it would wait
+        out the whole timeout; the lock may have been held by such a thread at the fork and
+        would never be released. Dropped, not landed: landing takes the future's own lock,
+        which may be held for the same reason. The child's callers lead their own lookups; a
+        waiter left on a dropped flight (an asyncio task of the forking thread) joins again
+        when its wait runs out, as for any flight stuck past its deadline.
+        """
+        self._lock = threading.Lock()
+        self._flights = {}

@@ -158,6 +158,8 @@ def decide(
     ttl = min(max(outcome.ttl, config.min_ttl), config.max_ttl)
     expires = now + ttl
     domain = config.cluster_domain
+    if outcome.kind == "dangling":
+        return _dangling(host, outcome, expires)
     if outcome.kind == "notfound":
         reason = f"passed through: no Service answers in {domain} (NXDOMAIN/NODATA)"
         return Decision(
@@ -232,6 +234,21 @@ def gave_up(host: str, config: Config) -> ResolutionError:
         "(a concurrent lookup of the same name did not finish)",
         name=host,
     )
+
+
+def _dangling(host: str, outcome: Outcome, expires: float) -> Decision:
+    """An alias whose target does not exist, and no other candidate answered: the client
+    would fail with "Name or service not known" for ``host``, not a word of the target, so
+    say it here. Cached as the negative answer it stands for (the SOA minimum), never served
+    stale: NXDOMAIN is an answer."""
+    alias, target = outcome.chain[-2], outcome.chain[-1]
+    error = ResolutionError(
+        f"the alias {alias} points to {target}, which does not exist (NXDOMAIN)",
+        name=host,
+        chain=outcome.chain,
+        tried=[f"{a.name} ({a.result})" for a in outcome.tried],
+    )
+    return Decision("failed", error, expires)
 
 
 def _failure(

@@ -17,6 +17,7 @@ import os
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -152,6 +153,7 @@ class Resolver:
         #: Incremented by :meth:`flush`: adapters that remember routes built from this
         #: resolver's answers (kubealias._http.RoutePlanner) drop them when it changes.
         self.generation = 0
+        _live.add(self)
 
     def __reduce__(self) -> tuple[Callable[..., Resolver], tuple[Any, ...]]:
         """Pickle (and copy) the configuration, not the state: the copy has the same config,
@@ -241,6 +243,13 @@ class Resolver:
     def cache_stats(self) -> CacheStats:
         """Hits, misses, size and evictions of this resolver's cache."""
         return self._cache.stats()
+
+    def _reset_after_fork(self) -> None:
+        """In a child process just forked: new locks, no flight, the cache kept (see
+        :func:`_after_fork_in_child`)."""
+        self._lock = threading.Lock()
+        self._flights.reset_after_fork()
+        self._cache.reset_after_fork()
 
     # --- the slow path ------------------------------------------------------------------
 
@@ -366,6 +375,34 @@ def _unpickle(
 
 _default: Resolver | None = None
 _default_lock = threading.Lock()
+
+
+# --- fork ---------------------------------------------------------------------------------
+
+#: Every Resolver alive, so that a forked child can reset them; weak, so that this does not keep
+#: a resolver alive.
+_live: weakref.WeakSet[Resolver] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """Reset what a forked child cannot inherit (gunicorn ``--preload``, celery prefork,
+    multiprocessing's fork start method).
+
+    Only the forking thread lives on in the child: a lookup another thread was running, or a
+    background refresh, never finishes there, and a lock such a thread held is never released.
+    So every lock is new, and the flights are dropped (the child's callers lead their own
+    lookups rather than wait out the timeout on one nobody runs); a refresh is started again by
+    the next caller that needs it. The cache is kept: the child starts warm.
+    """
+    global _warn_lock, _default_lock
+    _warn_lock = threading.Lock()
+    _default_lock = threading.Lock()
+    for resolver in list(_live):
+        resolver._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def get_default_resolver() -> Resolver:

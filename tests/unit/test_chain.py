@@ -142,10 +142,72 @@ def test_not_found_everywhere_uses_soa_minimum() -> None:
 
 
 def test_dangling_alias_is_nxdomain_at_the_target() -> None:
+    # Item 9 of issue 10: "not found" that says which alias points at which missing name.
     server = Server({FQDN: {"*": ([FULL_CHAIN[0]], dns.rcode.NXDOMAIN, True)}})
     out = server.run([FQDN])
-    assert out.kind == "notfound"
+    assert out.kind == "dangling"
+    assert out.chain == (FQDN, RDS)
+    assert out.ttl == 7
     assert out.tried[0][1] == f"NXDOMAIN at {RDS}"
+
+
+def test_dangling_alias_then_a_later_candidate_answers_as_glibc_would() -> None:
+    names = ["database.production.svc.cluster.local", "database.svc.cluster.local"]
+    later = [("database.svc.cluster.local", 5, "A", "10.0.0.9")]
+    server = Server(
+        {
+            names[0]: {"*": ([(names[0], 5, "CNAME", RDS + ".")], dns.rcode.NXDOMAIN, True)},
+            names[1]: {"A": (later, 0, False), "AAAA": ([], 0, True)},
+        }
+    )
+    out = server.run(names)
+    assert out.kind == "answer" and out.fqdn == names[1]
+    assert out.addresses == ("10.0.0.9",)
+
+
+def test_dangling_alias_then_nothing_names_the_first_alias() -> None:
+    names = [FQDN, "database.svc.cluster.local", "database.cluster.local"]
+    server = Server({FQDN: {"*": ([FULL_CHAIN[0]], dns.rcode.NXDOMAIN, True)}})
+    out = server.run(names)
+    assert out.kind == "dangling" and out.chain == (FQDN, RDS)
+    assert [a.status for a in out.tried] == ["nxdomain", "nxdomain", "nxdomain"]
+
+
+@pytest.mark.parametrize(
+    "failed",
+    [
+        (TimeoutError("timed out"), 0, False),
+        ([], dns.rcode.SERVFAIL, False),
+        (ConnectionRefusedError("refused"), 0, False),
+    ],
+    ids=["timeout", "servfail", "network"],
+)
+@pytest.mark.parametrize("nxdomain_in", ["A", "AAAA"])
+def test_nxdomain_in_either_family_is_an_answer(failed: Entry, nxdomain_in: str) -> None:
+    # Item 7 of issue 10: the other family's failure never masks NXDOMAIN; the walk moves on
+    # (glibc keeps the one response it got) and ends "not found", not "failure".
+    other = "AAAA" if nxdomain_in == "A" else "A"
+    names = [FQDN, "database.svc.cluster.local"]
+    server = Server({FQDN: {nxdomain_in: ([], dns.rcode.NXDOMAIN, True), other: failed}})
+    out = server.run(names)
+    assert out.kind == "notfound"
+    assert out.tried[0].status == "nxdomain"
+    assert out.tried[0].result.startswith(f"NXDOMAIN ({other}: ")
+    assert [q[0] for q in server.asked].count("database.svc.cluster.local") == 2
+
+
+def test_nxdomain_at_a_target_with_the_other_family_failing_is_dangling() -> None:
+    server = Server(
+        {
+            FQDN: {
+                "A": ([FULL_CHAIN[0]], dns.rcode.NXDOMAIN, True),
+                "AAAA": (TimeoutError(), 0, False),
+            }
+        }
+    )
+    out = server.run([FQDN])
+    assert out.kind == "dangling" and out.chain == (FQDN, RDS)
+    assert out.tried[0].result == f"NXDOMAIN at {RDS} (AAAA: timed out)"
 
 
 def test_servfail_moves_on_like_glibc_but_fails_if_nothing_answers() -> None:

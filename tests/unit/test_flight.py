@@ -229,3 +229,16 @@ def test_a_trio_waiter_on_a_flight_led_by_asyncio_in_another_thread() -> None:
         assert trio.run(flight.wait_async, time.monotonic() + 1) == "answer"
     finally:
         leader.join(5)
+
+
+def test_reset_after_fork_forgets_the_flights_and_the_lock() -> None:
+    # In a forked child the leader of a flight does not exist and the lock may be held by a
+    # thread that does not exist either (issue 10, item 6): the child's callers lead anew.
+    flights: Flights[str] = Flights()
+    stranded, _ = flights.join("db", time.monotonic() + 5)
+    flights._lock.acquire()  # as if held by a thread of the parent at the fork
+    flights.reset_after_fork()
+    flight, leader = flights.join("db", time.monotonic() + 5)  # does not block
+    assert leader and flight is not stranded
+    stranded.land("late")  # a flight of before the reset lands without touching the new one
+    assert flights.join("db", time.monotonic() + 5) == (flight, False)

@@ -233,6 +233,41 @@ def test_a_name_that_is_gone_is_never_served_stale(status: Literal["nxdomain", "
     assert decision.verdict == "failed"
 
 
+def test_nxdomain_with_the_other_family_failing_is_never_served_stale() -> None:
+    # Item 7 of issue 10: the lookup reports "not found" (NXDOMAIN in one family, the other
+    # timed out); the previous alias is not served stale, the name passes through.
+    gone = Outcome(
+        "notfound",
+        ttl=5,
+        tried=(Attempt(FQDN, "NXDOMAIN (AAAA: timed out)", "nxdomain"),),
+    )
+    decision = decide("database", gone, config(max_stale=300), previous_answer(), NOW, clock)
+    assert decision.verdict == "answer"
+    assert isinstance(decision.value, Resolution)
+    assert not decision.value.is_alias and not decision.value.stale
+
+
+def test_an_alias_to_a_missing_target_is_an_error_naming_both() -> None:
+    # Item 9 of issue 10: not a pass-through that ends in "Name or service not known".
+    dangling = Outcome(
+        "dangling",
+        chain=(FQDN, RDS),
+        ttl=30,
+        tried=(
+            Attempt(FQDN, f"NXDOMAIN at {RDS}", "nxdomain"),
+            Attempt("database.svc.cluster.local", "NXDOMAIN", "nxdomain"),
+        ),
+    )
+    for previous in (None, previous_answer()):
+        decision = decide("database", dangling, config(max_stale=300), previous, NOW, clock)
+        assert decision.verdict == "failed" and decision.expires == NOW + 30
+        error = decision.value
+        assert type(error) is ResolutionError
+        assert error.name == "database" and error.chain == (FQDN, RDS)
+        assert f"the alias {FQDN} points to {RDS}, which does not exist (NXDOMAIN)" in str(error)
+        assert error.tried[0] == f"{FQDN} (NXDOMAIN at {RDS})"
+
+
 def test_the_display_text_is_not_read() -> None:
     # A failure whose text says NXDOMAIN but whose status is a timeout: still served stale.
     misleading = Outcome(

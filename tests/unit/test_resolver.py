@@ -174,13 +174,36 @@ def test_override_beats_dns_chain(dns: ClusterDNS) -> None:
     assert r.addresses == ("127.0.0.10",)
 
 
-def test_zone_edge_server_is_followed(dns: ClusterDNS) -> None:
-    # A target the server does not chase (not in its data, so CNAME + NXDOMAIN) is an answer
-    # of "no such name" at the target; an unchased target (no SOA) is asked for.
+def test_an_alias_to_a_missing_target_names_the_alias_and_the_target(dns: ClusterDNS) -> None:
+    # A target the server does not hold (CNAME + NXDOMAIN) is an answer of "no such name" at
+    # the target. Item 9 of issue 10: no other candidate answers either, so say which alias
+    # points where, rather than pass through to the client's "Name or service not known".
     dns.external_name("edge", "production", "far.example.test")
-    r = dns.resolver().resolve("edge")
-    assert not r.is_alias  # NXDOMAIN at the target: nothing to connect to
-    assert r.candidates[0][1] == "NXDOMAIN at far.example.test"
+    resolver = dns.resolver()
+    with pytest.raises(ResolutionError) as info:
+        resolver.resolve("edge")
+    error = info.value
+    assert type(error) is ResolutionError and error.name == "edge"
+    assert error.chain == ("edge.production.svc.cluster.local", "far.example.test")
+    assert "far.example.test, which does not exist (NXDOMAIN)" in str(error)
+    assert error.tried[0] == "edge.production.svc.cluster.local (NXDOMAIN at far.example.test)"
+    # Cached like the negative answer it stands for: asked again, no new query.
+    asked = len(dns.queries)
+    with pytest.raises(ResolutionError, match=r"far\.example\.test"):
+        resolver.resolve("edge")
+    assert len(dns.queries) == asked
+
+
+async def test_an_alias_to_a_missing_target_async(dns: ClusterDNS) -> None:
+    dns.external_name("edge", "production", "far.example.test")
+    with pytest.raises(ResolutionError, match=r"points to far\.example\.test"):
+        await dns.resolver().aresolve("edge")
+
+
+def test_a_name_with_no_service_still_passes_through(dns: ClusterDNS) -> None:
+    r = dns.resolver().resolve("nothing-here")
+    assert not r.is_alias and r.tls_name == "nothing-here"
+    assert [result for _, result in r.candidates] == ["NXDOMAIN"] * 3
 
 
 # --- cache ----------------------------------------------------------------------------------
@@ -393,6 +416,49 @@ def test_nxdomain_is_never_masked_by_stale(dns: ClusterDNS, clock: FakeClock) ->
     clock.advance(6)
     r = resolver.resolve("database")
     assert not r.stale and not r.is_alias and r.tls_name == "database"
+
+
+@pytest.mark.parametrize("fault", ["servfail", "drop"])
+@pytest.mark.parametrize("failing", ["A", "AAAA"])
+def test_nxdomain_in_one_family_is_never_masked_by_the_other_failing(
+    dns: ClusterDNS, clock: FakeClock, fault: str, failing: str
+) -> None:
+    # Item 7 of issue 10: the Service is deleted (NXDOMAIN) while the other family's query
+    # fails; the old alias must not be served stale for KUBEALIAS_MAX_STALE.
+    resolver = dns.resolver(clock=clock, timeout=0.4, max_stale=300)
+    assert resolver.resolve("database").is_alias
+    dns.remove_service("database", "production")
+    dns.fault(FQDN, fault, failing)
+    clock.advance(6)
+    if fault == "servfail":
+        r = resolver.resolve("database")
+        assert not r.stale and not r.is_alias and r.tls_name == "database"
+        assert r.candidates[0][1] == f"NXDOMAIN ({failing}: SERVFAIL)"
+        return
+    # A dropped query spends the whole KUBEALIAS_TIMEOUT (one budget for the resolution), so
+    # the later candidates time out: a clear error, still never the deleted alias.
+    with pytest.raises(ResolutionError) as info:
+        resolver.resolve("database")
+    assert info.value.tried[0] == f"{FQDN} (NXDOMAIN ({failing}: timed out))"
+
+
+def test_nxdomain_in_one_family_ends_an_outage_served_stale(
+    dns: ClusterDNS, clock: FakeClock
+) -> None:
+    # Serving stale during an outage (both families fail), then the Service is deleted and
+    # only AAAA keeps failing: the background refresh replaces the stale alias.
+    resolver = dns.resolver(clock=clock, timeout=0.3, max_stale=300)
+    assert resolver.resolve("database").is_alias
+    dns.fault(FQDN, "servfail")
+    clock.advance(6)
+    assert resolver.resolve("database").stale
+    dns.clear_faults()
+    dns.remove_service("database", "production")
+    dns.fault(FQDN, "servfail", "AAAA")
+    clock.advance(1.5)  # past the recheck interval: a background refresh runs
+    resolver.resolve("database")
+    assert wait_for(lambda: not resolver.resolve("database").is_alias)
+    assert not resolver.resolve("database").stale
 
 
 def test_no_stale_without_previous_answer(dns: ClusterDNS) -> None:
