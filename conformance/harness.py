@@ -12,16 +12,19 @@ network are deselected by the runner (``deselect.txt``); the guard catches the r
 
 The recorder writes one outcome per test id to ``$CONFORMANCE_RESULTS`` (JSON): ``passed``,
 ``failed`` (a failure in setup, call or teardown), ``skipped``, ``xfailed`` or ``xpassed``;
-collection errors as ``failed`` under the collected node's id.
+collection errors as ``failed`` under the collected node's id. It ends the process once pytest
+is done, so that a thread a failed test left blocked cannot hold the run.
 """
 
 from __future__ import annotations
 
 import errno
+import fnmatch
 import ipaddress
 import json
 import os
 import socket
+import sys
 from typing import Any
 
 import pytest
@@ -153,6 +156,37 @@ socket.socket.connect_ex = _connect_ex  # type: ignore[method-assign,assignment]
 socket.socket.sendto = _sendto  # type: ignore[assignment]
 
 
+# --- deselection ------------------------------------------------------------------------------
+
+
+def _deselect_patterns() -> list[str]:
+    path = os.environ.get("CONFORMANCE_DESELECT")
+    if not path:
+        return []
+    with open(path, encoding="utf-8") as patterns:
+        return [line.strip() for line in patterns if line.strip()]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Drop the tests of ``$CONFORMANCE_DESELECT``: shell patterns of test ids, one a line
+    (``test/*::TestHTTPS_*::test_https_timeout``); a pattern also matches the parametrized ids
+    of the tests it names."""
+    patterns = _deselect_patterns()
+    if not patterns:
+        return
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        matched = any(
+            fnmatch.fnmatchcase(item.nodeid, p) or fnmatch.fnmatchcase(item.nodeid, p + "[[]*")
+            for p in patterns
+        )
+        (drop if matched else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 # --- the recorder ------------------------------------------------------------------------------
 
 _outcomes: dict[str, str] = {}
@@ -180,8 +214,23 @@ def pytest_collectreport(report: pytest.CollectReport) -> None:
         _set(report.nodeid or "(collection)", "failed")
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
+_exit_status = 0
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _exit_status
+    _exit_status = exitstatus
     path = os.environ.get("CONFORMANCE_RESULTS")
     if path:
         with open(path, "w", encoding="utf-8") as out:
             json.dump(_outcomes, out, indent=0, sort_keys=True)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure() -> None:
+    # A failed test can leave a non-daemon thread blocked for ever (urllib3's HTTP/2 probe
+    # tests do when the probe's server fails), and the interpreter would wait for it at exit.
+    # The outcomes are written; end the process here.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_exit_status)
