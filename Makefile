@@ -25,7 +25,7 @@ bench: $(STAMP) deps
 
 # The test suites of requests, urllib3 and httpx (their sdists, at the versions of $(VENV)), run
 # plainly and with kubealias swapped in; fails unless they differ exactly as
-# conformance/expected.txt says. Slow (about 25 minutes), so not part of `make test`. Builds its
+# conformance/expected.txt says. A few minutes, so not part of `make test`. Builds its
 # own venv, .venv-conformance; CONFORMANCE_SUITES="requests httpx" runs some of them.
 conformance: $(STAMP)
 	$(PYTHON) conformance/run.py $(CONFORMANCE_SUITES)
