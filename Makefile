@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-unit lint bench deps venv clean
+.PHONY: demo test test-unit lint bench conformance deps venv clean
 
 demo: $(STAMP)
 	$(VENV)/bin/kubealias demo
@@ -22,6 +22,13 @@ lint: $(STAMP)
 
 bench: $(STAMP) deps
 	$(PY) -m bench $(BENCH_ARGS)
+
+# The test suites of requests, urllib3 and httpx (their sdists, at the versions of $(VENV)), run
+# plainly and with kubealias swapped in; fails unless they differ exactly as
+# conformance/expected.txt says. A few minutes, so not part of `make test`. Builds its
+# own venv, .venv-conformance; CONFORMANCE_SUITES="requests httpx" runs some of them.
+conformance: $(STAMP)
+	$(PYTHON) conformance/run.py $(CONFORMANCE_SUITES)
 
 venv: $(STAMP)
 
