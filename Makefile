@@ -16,8 +16,8 @@ test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check kubealias tests integrations bench examples
-	$(VENV)/bin/ruff format --check kubealias tests integrations bench examples
+	$(VENV)/bin/ruff check kubealias tests integrations bench examples conformance
+	$(VENV)/bin/ruff format --check kubealias tests integrations bench examples conformance
 	$(VENV)/bin/mypy
 
 bench: $(STAMP) deps
@@ -55,4 +55,4 @@ deps:
 	fi
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .venv-conformance conformance/.sources conformance/.results .pytest_cache .mypy_cache .ruff_cache build *.egg-info
