@@ -15,6 +15,7 @@ are loopback addresses (127.0.0.2 and 127.0.0.3 have nothing listening: connecti
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import json
 import socket
@@ -31,6 +32,7 @@ from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool
 
 from kubealias import Resolver
+from kubealias._cli import main
 from kubealias.testing import ClusterDNS, FakeClock, TLSReply, TLSRequest, TLSServer
 
 PAYMENT = "payment.example.test"
@@ -287,6 +289,28 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_dns(cluster_dns: ClusterDNS, monkeypatch: pytest.MonkeyPatch) -> ClusterDNS:
+    """The cluster DNS of the CLI tests, its nameserver and search path in the environment:
+    ``database`` (an alias of :data:`RDS`, at 127.0.0.1) and ``orders`` (a ClusterIP Service)."""
+    cluster_dns.external_name("database", "production", RDS)
+    cluster_dns.record(RDS, "A", "127.0.0.1")
+    cluster_dns.cluster_ip("orders", "production", "127.0.0.1")
+    for key, value in cluster_dns.env().items():
+        monkeypatch.setenv(key, value)
+    return cluster_dns
+
+
+def run_cli(*argv: str) -> tuple[int, str]:
+    """``kubealias *argv`` in-process: ``(exit status, standard output)``."""
+    out = io.StringIO()
+    status = main(list(argv), stdout=out)
+    return status, out.getvalue()
 
 
 def run_readme_tests(heading: str, cluster_dns: ClusterDNS) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
@@ -12,30 +11,13 @@ from pathlib import Path
 import pytest
 import trustme
 
-from kubealias._cli import main, split_target
+from kubealias._cli import split_target
 from kubealias.testing import ClusterDNS, TLSServer
-
-RDS = "mydb.abc123.us-east-1.rds.amazonaws.com"
-
-
-@pytest.fixture
-def dns(cluster_dns: ClusterDNS, monkeypatch: pytest.MonkeyPatch) -> ClusterDNS:
-    cluster_dns.external_name("database", "production", RDS)
-    cluster_dns.record(RDS, "A", "127.0.0.1")
-    cluster_dns.cluster_ip("orders", "production", "127.0.0.1")
-    for key, value in cluster_dns.env().items():
-        monkeypatch.setenv(key, value)
-    return cluster_dns
+from tests.unit.conftest import RDS, run_cli
 
 
-def run(*argv: str) -> tuple[int, str]:
-    out = io.StringIO()
-    status = main(list(argv), stdout=out)
-    return status, out.getvalue()
-
-
-def test_resolve_readable(dns: ClusterDNS) -> None:
-    status, out = run("resolve", "database")
+def test_resolve_readable(cli_dns: ClusterDNS) -> None:
+    status, out = run_cli("resolve", "database")
     assert status == 0
     assert "database.production.svc.cluster.local" in out
     assert f"TLS name    {RDS}" in out
@@ -43,8 +25,8 @@ def test_resolve_readable(dns: ClusterDNS) -> None:
     assert "cached for 5 s" in out
 
 
-def test_resolve_json(dns: ClusterDNS) -> None:
-    status, out = run("resolve", "database", "--json")
+def test_resolve_json(cli_dns: ClusterDNS) -> None:
+    status, out = run_cli("resolve", "database", "--json")
     data = json.loads(out)
     assert status == 0
     assert data["tls_name"] == RDS and data["is_alias"] is True
@@ -54,35 +36,35 @@ def test_resolve_json(dns: ClusterDNS) -> None:
     assert data["chain_ttls"] == [5, 30]
 
 
-def test_resolve_explains_pass_through(dns: ClusterDNS) -> None:
-    status, out = run("resolve", "api.stripe.com")
+def test_resolve_explains_pass_through(cli_dns: ClusterDNS) -> None:
+    status, out = run_cli("resolve", "api.stripe.com")
     assert status == 0 and "passed through" in out and "not a Service name" in out
-    assert dns.queries == []
+    assert cli_dns.queries == []
 
 
-def test_resolve_error_is_clear(dns: ClusterDNS) -> None:
-    dns.fault("database.production.svc.cluster.local", "servfail")
-    status, out = run("resolve", "database", "--json")
+def test_resolve_error_is_clear(cli_dns: ClusterDNS) -> None:
+    cli_dns.fault("database.production.svc.cluster.local", "servfail")
+    status, out = run_cli("resolve", "database", "--json")
     data = json.loads(out)
     assert status == 1 and data["type"] == "ResolutionError" and "database" in data["error"]
 
 
 def test_bad_configuration_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUBEALIAS_NDOTS", "many")
-    status, out = run("env")
+    status, out = run_cli("env")
     assert status == 1 and "KUBEALIAS_NDOTS" in out and "'many'" in out
 
 
-def test_env_shows_sources(dns: ClusterDNS) -> None:
-    status, out = run("env", "--json")
+def test_env_shows_sources(cli_dns: ClusterDNS) -> None:
+    status, out = run_cli("env", "--json")
     data = json.loads(out)
     assert status == 0
     assert data["KUBEALIAS_NAMESERVERS"] == {
-        "value": dns.nameserver,
+        "value": cli_dns.nameserver,
         "source": "environment KUBEALIAS_NAMESERVERS",
     }
     assert data["KUBEALIAS_TIMEOUT"]["source"] == "default"
-    status, out = run("env")
+    status, out = run_cli("env")
     assert "KUBEALIAS_MAX_STALE" in out and "default" in out
 
 
@@ -106,24 +88,28 @@ def tls_server(request: pytest.FixtureRequest, ca: trustme.CA) -> Iterator[TLSSe
 
 
 def test_check_finds_the_name_that_verifies(
-    dns: ClusterDNS, tls_server: TLSServer, cafile: str
+    cli_dns: ClusterDNS, tls_server: TLSServer, cafile: str
 ) -> None:
     flags = ["--postgres"] if tls_server.postgres else []
-    status, out = run("check", f"database:{tls_server.port}", "--cafile", cafile, *flags)
+    status, out = run_cli("check", f"database:{tls_server.port}", "--cafile", cafile, *flags)
     assert status == 0, out
     assert "as given    database: FAILS" in out
     assert "Hostname mismatch" in out
     assert f"TLS name    {RDS}: verifies" in out
     assert f"certificate {RDS}" in out
-    status, out = run("check", f"database:{tls_server.port}", "--cafile", cafile, "--json", *flags)
+    status, out = run_cli(
+        "check", f"database:{tls_server.port}", "--cafile", cafile, "--json", *flags
+    )
     data = json.loads(out)
     assert data["verified_with_tls_name"] is True
     assert [h["ok"] for h in data["handshakes"]] == [False, True]
 
 
-def test_check_when_nothing_verifies(dns: ClusterDNS, tls_server: TLSServer, cafile: str) -> None:
+def test_check_when_nothing_verifies(
+    cli_dns: ClusterDNS, tls_server: TLSServer, cafile: str
+) -> None:
     flags = ["--postgres"] if tls_server.postgres else []
-    status, out = run("check", f"orders:{tls_server.port}", "--cafile", cafile, *flags)
+    status, out = run_cli("check", f"orders:{tls_server.port}", "--cafile", cafile, *flags)
     assert status == 1
     # Every probe verifies (issue 10, item 5): the names of a certificate that verifies for no
     # name tried stay unread; the check says the CA is trusted and how to read them.
@@ -133,11 +119,11 @@ def test_check_when_nothing_verifies(dns: ClusterDNS, tls_server: TLSServer, caf
     assert "verification fails for every name" in out
 
 
-def test_check_untrusted_chain(dns: ClusterDNS, tls_server: TLSServer, tmp_path: Path) -> None:
+def test_check_untrusted_chain(cli_dns: ClusterDNS, tls_server: TLSServer, tmp_path: Path) -> None:
     flags = ["--postgres"] if tls_server.postgres else []
     path = tmp_path / "other-ca.pem"
     trustme.CA().cert_pem.write_to_path(str(path))
-    status, out = run("check", f"database:{tls_server.port}", "--cafile", str(path), *flags)
+    status, out = run_cli("check", f"database:{tls_server.port}", "--cafile", str(path), *flags)
     assert status == 1 and "not trusted" in out
 
 
@@ -155,18 +141,18 @@ def test_split_target(target: str, want: tuple[str, int]) -> None:
 
 
 def test_demo() -> None:
-    status, out = run("demo")
+    status, out = run_cli("demo")
     assert status == 0, out
     assert "FAILS: certificate verify failed: Hostname mismatch" in out
     assert f"VERIFIED: the server says 'hello, verified client of {RDS}'" in out
 
 
 def test_no_command_prints_help() -> None:
-    status, out = run()
+    status, out = run_cli()
     assert status == 2 and "resolve" in out
 
 
-def test_python_dash_m(dns: ClusterDNS) -> None:
+def test_python_dash_m(cli_dns: ClusterDNS) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "kubealias", "resolve", "database", "--json"],
         capture_output=True,
@@ -186,7 +172,7 @@ def test_python_dash_m(dns: ClusterDNS) -> None:
         (["check", "database:443", "--cafile", "/nonexistent/ca.pem"], "No such file"),
     ],
 )
-def test_check_usage_errors_are_one_line(dns: ClusterDNS, argv: list[str], text: str) -> None:
-    status, out = run(*argv)
+def test_check_usage_errors_are_one_line(cli_dns: ClusterDNS, argv: list[str], text: str) -> None:
+    status, out = run_cli(*argv)
     assert status == 1
     assert out.startswith("error: ") and text in out

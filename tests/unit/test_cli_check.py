@@ -26,29 +26,11 @@ from kubealias._cli import (
     HINT_POSTGRES,
     Probe,
     connection_problem,
-    main,
     no_cluster_dns,
 )
 from kubealias._config import Config
 from kubealias.testing import ClusterDNS, TLSServer
-
-RDS = "mydb.abc123.us-east-1.rds.amazonaws.com"
-
-
-@pytest.fixture
-def dns(cluster_dns: ClusterDNS, monkeypatch: pytest.MonkeyPatch) -> ClusterDNS:
-    cluster_dns.external_name("database", "production", RDS)
-    cluster_dns.record(RDS, "A", "127.0.0.1")
-    cluster_dns.cluster_ip("orders", "production", "127.0.0.1")
-    for key, value in cluster_dns.env().items():
-        monkeypatch.setenv(key, value)
-    return cluster_dns
-
-
-def run(*argv: str) -> tuple[int, str]:
-    out = io.StringIO()
-    status = main(list(argv), stdout=out)
-    return status, out.getvalue()
+from tests.unit.conftest import RDS, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +65,7 @@ def wraps(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bool, ssl.VerifyMode, s
 @pytest.mark.parametrize("postgres", [False, True], ids=["https", "postgres"])
 @pytest.mark.parametrize("target", ["database", "orders", "untrusted"])
 def test_every_probe_verifies(
-    dns: ClusterDNS,
+    cli_dns: ClusterDNS,
     ca: trustme.CA,
     tmp_path: Path,
     wraps: list[tuple[bool, ssl.VerifyMode, str | None]],
@@ -95,7 +77,7 @@ def test_every_probe_verifies(
     host = "database" if target == "untrusted" else target
     flags = ["--postgres"] if postgres else []
     with TLSServer(ca=ca, default_names=[RDS], postgres=postgres) as server:
-        status, _ = run("check", f"{host}:{server.port}", "--cafile", str(cafile), *flags)
+        status, _ = run_cli("check", f"{host}:{server.port}", "--cafile", str(cafile), *flags)
     assert status == (0 if target == "database" else 1)
     assert wraps, "no handshake was made"
     assert all(check and mode == ssl.CERT_REQUIRED and name for check, mode, name in wraps), wraps
@@ -122,22 +104,22 @@ verify-full fails for 'database' but passes for '{RDS}': connect through kubeali
 
 
 @pytest.mark.parametrize("postgres", [False, True], ids=["https", "postgres"])
-def test_article_output_unchanged(dns: ClusterDNS, ca: trustme.CA, postgres: bool) -> None:
+def test_article_output_unchanged(cli_dns: ClusterDNS, ca: trustme.CA, postgres: bool) -> None:
     flags = ["--postgres"] if postgres else []
     with TLSServer(ca=ca, default_names=[RDS], postgres=postgres) as server:
-        status, out = run("check", f"database:{server.port}", "--cafile", server.cafile, *flags)
+        status, out = run_cli("check", f"database:{server.port}", "--cafile", server.cafile, *flags)
     assert status == 0
     pg = " (PostgreSQL SSLRequest first)" if postgres else ""
     assert out.replace(str(server.port), "PORT") == ARTICLE.format(pg=pg)
 
 
 def test_untrusted_chain_is_named_from_the_verification_error(
-    dns: ClusterDNS, ca: trustme.CA, tmp_path: Path
+    cli_dns: ClusterDNS, ca: trustme.CA, tmp_path: Path
 ) -> None:
     other = tmp_path / "other.pem"
     trustme.CA().cert_pem.write_to_path(str(other))
     with TLSServer(ca=ca, default_names=[RDS]) as server:
-        status, out = run("check", f"database:{server.port}", "--cafile", str(other), "--json")
+        status, out = run_cli("check", f"database:{server.port}", "--cafile", str(other), "--json")
     data = json.loads(out)
     assert status == 1 and data["certificate_error"] == "unable to get local issuer certificate"
     assert [h["problem"] for h in data["handshakes"]] == ["certificate", "certificate"]
@@ -238,8 +220,8 @@ def http_port() -> Iterator[int]:
 
 def check(target: str, *flags: str, cafile: str) -> tuple[int, str, dict[str, Any]]:
     """The text and the JSON report of one check."""
-    status, out = run("check", target, "--cafile", cafile, "--timeout", "0.5", *flags)
-    json_status, json_out = run(
+    status, out = run_cli("check", target, "--cafile", cafile, "--timeout", "0.5", *flags)
+    json_status, json_out = run_cli(
         "check", target, "--cafile", cafile, "--timeout", "0.5", "--json", *flags
     )
     assert json_status == status
@@ -269,7 +251,7 @@ def assert_connection_failure(out: str, data: dict[str, Any], message: str, hint
     assert [h["problem"] for h in data["handshakes"]] == ["connection"]
 
 
-def test_refused_port(dns: ClusterDNS, cafile: str, closed_port: int) -> None:
+def test_refused_port(cli_dns: ClusterDNS, cafile: str, closed_port: int) -> None:
     status, out, data = check(f"database:{closed_port}", cafile=cafile)
     assert status == 1
     where = f"127.0.0.1:{closed_port}"
@@ -278,7 +260,7 @@ def test_refused_port(dns: ClusterDNS, cafile: str, closed_port: int) -> None:
     )
 
 
-def test_silent_port(dns: ClusterDNS, cafile: str, silent_port: int) -> None:
+def test_silent_port(cli_dns: ClusterDNS, cafile: str, silent_port: int) -> None:
     status, out, data = check(f"database:{silent_port}", cafile=cafile)
     assert status == 1
     where = f"127.0.0.1:{silent_port}"
@@ -288,7 +270,7 @@ def test_silent_port(dns: ClusterDNS, cafile: str, silent_port: int) -> None:
     assert_connection_failure(out, data, message, "")
 
 
-def test_plain_http_port(dns: ClusterDNS, cafile: str, http_port: int) -> None:
+def test_plain_http_port(cli_dns: ClusterDNS, cafile: str, http_port: int) -> None:
     status, out, data = check(f"database:{http_port}", cafile=cafile)
     assert status == 1
     message = (
@@ -299,7 +281,9 @@ def test_plain_http_port(dns: ClusterDNS, cafile: str, http_port: int) -> None:
     assert_connection_failure(out, data, message, hint)
 
 
-def test_postgres_port_without_postgres_flag(dns: ClusterDNS, ca: trustme.CA, cafile: str) -> None:
+def test_postgres_port_without_postgres_flag(
+    cli_dns: ClusterDNS, ca: trustme.CA, cafile: str
+) -> None:
     # TLSServer(postgres=True) answers the first 8 bytes with "S", as to an SSLRequest.
     with TLSServer(ca=ca, default_names=[RDS], postgres=True) as server:
         status, out, data = check(f"database:{server.port}", cafile=cafile)
@@ -312,7 +296,7 @@ def test_postgres_port_without_postgres_flag(dns: ClusterDNS, ca: trustme.CA, ca
 
 
 def test_server_that_closes_on_a_client_hello(
-    dns: ClusterDNS, cafile: str, closing_port: int
+    cli_dns: ClusterDNS, cafile: str, closing_port: int
 ) -> None:
     status, out, data = check(f"database:{closing_port}", cafile=cafile)
     assert status == 1
@@ -323,7 +307,7 @@ def test_server_that_closes_on_a_client_hello(
 
 
 def test_server_that_answers_with_a_postgres_error(
-    dns: ClusterDNS, cafile: str, pg_error_port: int
+    cli_dns: ClusterDNS, cafile: str, pg_error_port: int
 ) -> None:
     status, out, data = check(f"database:{pg_error_port}", cafile=cafile)
     assert status == 1
@@ -334,7 +318,7 @@ def test_server_that_answers_with_a_postgres_error(
     assert_connection_failure(out, data, message, HINT_POSTGRES)
 
 
-def test_postgres_flag_on_an_https_port(dns: ClusterDNS, ca: trustme.CA, cafile: str) -> None:
+def test_postgres_flag_on_an_https_port(cli_dns: ClusterDNS, ca: trustme.CA, cafile: str) -> None:
     with TLSServer(ca=ca, default_names=[RDS]) as server:
         status, out, data = check(f"database:{server.port}", "--postgres", cafile=cafile)
     assert status == 1
@@ -345,7 +329,7 @@ def test_postgres_flag_on_an_https_port(dns: ClusterDNS, ca: trustme.CA, cafile:
     assert "no TLS handshake took place" in out
 
 
-def test_postgres_without_tls(dns: ClusterDNS, cafile: str) -> None:
+def test_postgres_without_tls(cli_dns: ClusterDNS, cafile: str) -> None:
     def no_tls(conn: socket.socket) -> None:
         conn.recv(8)
         conn.sendall(b"N")  # PostgreSQL with ssl = off
@@ -423,12 +407,12 @@ def test_no_nameserver_answers_outside_a_pod(
     monkeypatch.setenv("KUBEALIAS_NAMESERVERS", f"127.0.0.1:{closed_port}")
     monkeypatch.setenv("KUBEALIAS_SEARCH", "example.test")
     monkeypatch.setenv("KUBEALIAS_TIMEOUT", "0.5")
-    status, out = run("check", "database.production.svc.cluster.local:5432", "--postgres")
+    status, out = run_cli("check", "database.production.svc.cluster.local:5432", "--postgres")
     assert status == 1
     first, second = out.splitlines()
     assert first.startswith("error: cannot resolve 'database.production.svc.cluster.local'")
     assert second == f"hint: {HINT_NO_CLUSTER_DNS}"
-    status, out = run("check", "database.production.svc.cluster.local:5432", "--json")
+    status, out = run_cli("check", "database.production.svc.cluster.local:5432", "--json")
     assert json.loads(out)["hint"] == HINT_NO_CLUSTER_DNS
     assert json.loads(out)["type"] == "ResolutionError"
 
@@ -447,16 +431,16 @@ def test_service_name_unknown_outside_a_pod(
         return real(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    status, out = run("check", "database:5432", "--postgres")
+    status, out = run_cli("check", "database:5432", "--postgres")
     assert status == 1
     assert out == (
         f"error: cannot resolve database: Name or service not known\nhint: {HINT_NO_CLUSTER_DNS}\n"
     )
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")  # in a pod: no such hint
-    status, out = run("check", "database:5432", "--postgres")
+    status, out = run_cli("check", "database:5432", "--postgres")
     assert out == "error: cannot resolve database: Name or service not known\n"
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
-    status, out = run("check", "api.example.test:443")  # not a Service name: no such hint
+    status, out = run_cli("check", "api.example.test:443")  # not a Service name: no such hint
     assert "hint" not in out
 
 
@@ -499,13 +483,13 @@ def test_no_cluster_dns_rule(
         (["check", "no-such-host.invalid:443"], "error: cannot resolve no-such-host.invalid: "),
     ],
 )
-def test_errors_name_their_subject(dns: ClusterDNS, argv: list[str], want: str) -> None:
-    status, out = run(*argv)
+def test_errors_name_their_subject(cli_dns: ClusterDNS, argv: list[str], want: str) -> None:
+    status, out = run_cli(*argv)
     assert status == 1 and out.startswith(want), out
 
 
-def test_cafile_that_is_not_pem(dns: ClusterDNS, tmp_path: Path) -> None:
+def test_cafile_that_is_not_pem(cli_dns: ClusterDNS, tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("not a certificate\n")
-    status, out = run("check", "database:443", "--cafile", str(path))
+    status, out = run_cli("check", "database:443", "--cafile", str(path))
     assert status == 1 and out.startswith(f"error: --cafile {path}: "), out
