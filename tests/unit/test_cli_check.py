@@ -183,25 +183,17 @@ def serving(handle: Callable[[socket.socket], object]) -> Iterator[int]:
         thread.join(5)
 
 
-@pytest.fixture
-def closing_port() -> Iterator[int]:
+def _close(conn: socket.socket) -> None:
     """What PostgreSQL does with a ClientHello that comes without its SSLRequest: it reads the
     first bytes as a startup packet of absurd length and closes without a word."""
-    with serving(lambda conn: conn.recv(8)) as port:
-        yield port
+    conn.recv(8)
 
 
 def _pg_error(conn: socket.socket) -> None:
+    """Answer the ClientHello with PostgreSQL's ErrorResponse."""
     conn.recv(1024)
     fields = b"SFATAL\0C08P01\0Munsupported frontend protocol 5635.1\0\0"
     conn.sendall(b"E" + (4 + len(fields)).to_bytes(4, "big") + fields)
-
-
-@pytest.fixture
-def pg_error_port() -> Iterator[int]:
-    """A server that answers the ClientHello with PostgreSQL's ErrorResponse."""
-    with serving(_pg_error) as port:
-        yield port
 
 
 def _http_400(conn: socket.socket) -> None:
@@ -295,27 +287,29 @@ def test_postgres_port_without_postgres_flag(
     assert_connection_failure(out, data, message, HINT_POSTGRES)
 
 
-def test_server_that_closes_on_a_client_hello(
-    cli_dns: ClusterDNS, cafile: str, closing_port: int
+@pytest.mark.parametrize(
+    "handle, message",
+    [
+        pytest.param(
+            _close,
+            "127.0.0.1:{port} closed the connection without answering the TLS ClientHello",
+            id="closes-on-a-client-hello",
+        ),
+        pytest.param(
+            _pg_error,
+            "127.0.0.1:{port} answered the TLS ClientHello with a PostgreSQL error "
+            "(unsupported frontend protocol 5635.1), not TLS",
+            id="answers-with-a-postgres-error",
+        ),
+    ],
+)
+def test_postgres_server_that_refuses_a_client_hello(
+    cli_dns: ClusterDNS, cafile: str, handle: Callable[[socket.socket], object], message: str
 ) -> None:
-    status, out, data = check(f"database:{closing_port}", cafile=cafile)
+    with serving(handle) as port:
+        status, out, data = check(f"database:{port}", cafile=cafile)
     assert status == 1
-    message = (
-        f"127.0.0.1:{closing_port} closed the connection without answering the TLS ClientHello"
-    )
-    assert_connection_failure(out, data, message, HINT_POSTGRES)
-
-
-def test_server_that_answers_with_a_postgres_error(
-    cli_dns: ClusterDNS, cafile: str, pg_error_port: int
-) -> None:
-    status, out, data = check(f"database:{pg_error_port}", cafile=cafile)
-    assert status == 1
-    message = (
-        f"127.0.0.1:{pg_error_port} answered the TLS ClientHello with a PostgreSQL error "
-        "(unsupported frontend protocol 5635.1), not TLS"
-    )
-    assert_connection_failure(out, data, message, HINT_POSTGRES)
+    assert_connection_failure(out, data, message.format(port=port), HINT_POSTGRES)
 
 
 def test_postgres_flag_on_an_https_port(cli_dns: ClusterDNS, ca: trustme.CA, cafile: str) -> None:
