@@ -260,6 +260,19 @@ def lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return names
 
 
+def unknown_to_getaddrinfo(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Make ``socket.getaddrinfo`` fail for ``name`` as for a name no DNS server knows
+    (``EAI_NONAME``) without sending a query; other names resolve as before."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == name:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
 # --- the libpq adapters: cluster DNS and a closed port -------------------------------------------
 
 RDS = "mydb.abc123.us-east-1.rds.amazonaws.com"  # the TLS name of `database`

@@ -30,7 +30,7 @@ from kubealias._cli import (
 )
 from kubealias._config import Config
 from kubealias.testing import ClusterDNS, TLSServer
-from tests.unit.conftest import RDS, run_cli
+from tests.unit.conftest import RDS, run_cli, unknown_to_getaddrinfo
 
 
 @pytest.fixture(scope="module")
@@ -417,14 +417,7 @@ def test_service_name_unknown_outside_a_pod(
     # No cluster search domain: "database" is passed through to the system resolver, which
     # does not know it either.
     monkeypatch.setenv("KUBEALIAS_SEARCH", "example.test")
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if host == "database":
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    unknown_to_getaddrinfo(monkeypatch, "database")
     status, out = run_cli("check", "database:5432", "--postgres")
     assert status == 1
     assert out == (

@@ -37,7 +37,15 @@ from kubealias._http import Route, connect_first, plan_route
 from kubealias.testing import ClusterDNS, FakeClock, TLSServer
 from kubealias.urllib3 import PoolManager, ProxyManager
 from tests.unit._connect_proxy import ConnectProxy
-from tests.unit.conftest import DEAD, PAYMENT, SECOND, WRONG, host_header, url
+from tests.unit.conftest import (
+    DEAD,
+    PAYMENT,
+    SECOND,
+    WRONG,
+    host_header,
+    unknown_to_getaddrinfo,
+    url,
+)
 
 ALIAS_HTTPS = kubealias.urllib3._AliasHTTPSConnectionPool
 ALIAS_HTTP = kubealias.urllib3._AliasHTTPConnectionPool
@@ -434,14 +442,7 @@ def test_policy_refusal(dns: ClusterDNS, cafile: str, server: TLSServer) -> None
 @pytest.fixture
 def no_such_host(monkeypatch: pytest.MonkeyPatch) -> str:
     """``host.nonexistent.invalid``, which getaddrinfo fails for (stubbed: no query leaves)."""
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if host == "host.nonexistent.invalid":
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    unknown_to_getaddrinfo(monkeypatch, "host.nonexistent.invalid")
     return "host.nonexistent.invalid"
 
 
