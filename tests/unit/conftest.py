@@ -20,7 +20,8 @@ import ipaddress
 import json
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -271,6 +272,29 @@ def unknown_to_getaddrinfo(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
         return real(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
+    """Poll ``condition`` every 10 ms until it holds (True) or ``timeout`` seconds pass (False)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+EC2 = "ec2-127-0-0-10.compute-1.amazonaws.com"  # the host name behind RDS (below)
+
+
+def add_database(dns: ClusterDNS) -> ClusterDNS:
+    """Add the article's ``database`` (an alias of RDS, itself a CNAME to EC2 at 127.0.0.10,
+    TTL 60) and ``orders`` (a ClusterIP Service at 127.0.0.40) to ``dns``, and return it."""
+    dns.external_name("database", "production", RDS)
+    dns.record(RDS, "CNAME", EC2, ttl=60)
+    dns.record(EC2, "A", "127.0.0.10")
+    dns.cluster_ip("orders", "production", "127.0.0.40")
+    return dns
 
 
 # --- the libpq adapters: cluster DNS and a closed port -------------------------------------------

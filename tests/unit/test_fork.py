@@ -29,6 +29,7 @@ import kubealias._resolver
 from kubealias import ResolutionError, Resolver
 from kubealias._cache import Cache, Entry
 from kubealias.testing import ClusterDNS, FakeClock
+from tests.unit.conftest import wait_for
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 
@@ -117,15 +118,6 @@ def held_by_another_thread(lock: Any) -> Iterator[None]:
     finally:
         release.set()
         holder.join(5)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def resolve_timed(resolver: Resolver, host: str) -> dict[str, Any]:

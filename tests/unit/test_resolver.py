@@ -7,7 +7,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,33 +22,19 @@ from kubealias import (
     Resolver,
 )
 from kubealias.testing import ClusterDNS, FakeClock
+from tests.unit.conftest import EC2, RDS, add_database, wait_for
 
 FQDN = "database.production.svc.cluster.local"
-RDS = "mydb.abc123.us-east-1.rds.amazonaws.com"
-EC2 = "ec2-127-0-0-10.compute-1.amazonaws.com"
 
 
 @pytest.fixture
 def dns(cluster_dns: ClusterDNS) -> ClusterDNS:
-    cluster_dns.external_name("database", "production", RDS)
-    cluster_dns.record(RDS, "CNAME", EC2, ttl=60)
-    cluster_dns.record(EC2, "A", "127.0.0.10")
-    cluster_dns.cluster_ip("orders", "production", "127.0.0.40")
-    return cluster_dns
+    return add_database(cluster_dns)
 
 
 @pytest.fixture
 def resolver(dns: ClusterDNS, clock: FakeClock) -> Resolver:
     return dns.resolver(clock=clock, timeout=1)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def queries(dns: ClusterDNS, name: str = FQDN) -> tuple[int, int]:

@@ -24,13 +24,11 @@ import trustme
 from kubealias import Resolution, ResolutionError, Resolver
 from kubealias.httpx import AsyncHTTPTransport
 from kubealias.testing import ClusterDNS, FakeClock, TLSServer
-from tests.unit.conftest import PAYMENT
+from tests.unit.conftest import PAYMENT, RDS, add_database
 
 T = TypeVar("T")
 
 FQDN = "database.production.svc.cluster.local"
-RDS = "mydb.abc123.us-east-1.rds.amazonaws.com"
-EC2 = "ec2-127-0-0-10.compute-1.amazonaws.com"
 
 
 class Run(Protocol):
@@ -55,11 +53,7 @@ def run(request: pytest.FixtureRequest) -> Run:
 @pytest.fixture
 def dns(dns: ClusterDNS) -> ClusterDNS:
     """conftest's aliases (``payment-api`` and the others) plus the article's ``database``."""
-    dns.external_name("database", "production", RDS)
-    dns.record(RDS, "CNAME", EC2, ttl=60)
-    dns.record(EC2, "A", "127.0.0.10")
-    dns.cluster_ip("orders", "production", "127.0.0.40")
-    return dns
+    return add_database(dns)
 
 
 def queries(dns: ClusterDNS) -> tuple[int, int]:
