@@ -127,6 +127,28 @@ def resolve_timed(resolver: Resolver, host: str) -> dict[str, Any]:
     return {"tls_name": r.tls_name, "stale": r.stale, "took": time.monotonic() - started}
 
 
+def forked_during_a_lookup(
+    dns: ClusterDNS, timeout: float, lead: Callable[[Resolver], object]
+) -> dict[str, Any]:
+    """The child's :func:`resolve_timed` report for ``database``, forked while another thread of
+    the parent runs ``lead(resolver)``: a lookup of ``database``, which the server delays 1 s.
+
+    Args:
+        dns: the cluster DNS; ``database`` is delayed on it.
+        timeout: the resolver's timeout.
+        lead: what the parent's thread runs with the resolver (a sync or an async lookup).
+    """
+    resolver = dns.resolver(timeout=timeout)
+    dns.delay(FQDN, 1.0)
+    parent = threading.Thread(target=lead, args=(resolver,), daemon=True)
+    parent.start()
+    try:
+        assert wait_for(lambda: dns.query_count(FQDN, "A") >= 1)
+        return in_child(lambda: resolve_timed(resolver, "database"))
+    finally:
+        parent.join(timeout + 1)
+
+
 # --- (a) a lookup in flight in another thread ----------------------------------------------
 
 
@@ -135,15 +157,7 @@ def test_a_child_does_not_wait_on_a_lookup_its_parent_was_running(dns: ClusterDN
     # same name. Before: it joined the inherited flight, that no thread of the child runs, waited
     # until the flight's deadline and then had no time left ("timed out").
     timeout = 4.0
-    resolver = dns.resolver(timeout=timeout)
-    dns.delay(FQDN, 1.0)
-    parent = threading.Thread(target=resolver.resolve, args=("database",), daemon=True)
-    parent.start()
-    try:
-        assert wait_for(lambda: dns.query_count(FQDN, "A") >= 1)
-        report = in_child(lambda: resolve_timed(resolver, "database"))
-    finally:
-        parent.join(timeout + 1)
+    report = forked_during_a_lookup(dns, timeout, lambda resolver: resolver.resolve("database"))
     assert "ok" in report, report
     assert report["ok"]["tls_name"] == RDS
     assert report["ok"]["took"] < timeout / 2, report  # the server's 1 s, not the timeout
@@ -152,17 +166,9 @@ def test_a_child_does_not_wait_on_a_lookup_its_parent_was_running(dns: ClusterDN
 async def test_an_async_lookup_in_flight_in_the_parent(dns: ClusterDNS) -> None:
     # The same with the parent's lookup an asyncio task on another thread's loop.
     timeout = 4.0
-    resolver = dns.resolver(timeout=timeout)
-    dns.delay(FQDN, 1.0)
-    parent = threading.Thread(
-        target=asyncio.run, args=(resolver.aresolve("database"),), daemon=True
+    report = forked_during_a_lookup(
+        dns, timeout, lambda resolver: asyncio.run(resolver.aresolve("database"))
     )
-    parent.start()
-    try:
-        assert wait_for(lambda: dns.query_count(FQDN, "A") >= 1)
-        report = in_child(lambda: resolve_timed(resolver, "database"))
-    finally:
-        parent.join(timeout + 1)
     assert "ok" in report, report
     assert report["ok"]["took"] < timeout / 2, report
 
