@@ -111,6 +111,27 @@ def test_outside_any_event_loop_the_error_says_what_is_needed(resolver: Resolver
 # --- single flight among trio tasks, threads and other loops --------------------------------------
 
 
+def led_by_another_thread(
+    dns: ClusterDNS, lead: Callable[[], Resolution], follow: Callable[[], Resolution]
+) -> tuple[list[Resolution], Resolution]:
+    """Run ``lead`` in another thread (a lookup of ``database``, which the server delays 0.3 s),
+    then, 50 ms later so that it leads, ``follow`` here.
+
+    Returns:
+        ``([what lead returned], what follow returned)``.
+    """
+    dns.delay(FQDN, 0.3)
+    led: list[Resolution] = []
+    thread = threading.Thread(target=lambda: led.append(lead()))
+    thread.start()
+    time.sleep(0.05)  # the other thread leads
+    try:
+        result = follow()
+    finally:
+        thread.join(5)
+    return led, result
+
+
 def test_trio_tasks_share_one_lookup(resolver: Resolver, dns: ClusterDNS) -> None:
     dns.delay(FQDN, 0.2)
     results: list[Resolution] = []
@@ -149,31 +170,23 @@ def test_a_cancelled_trio_leader_does_not_strand_its_followers(
 
 
 def test_a_trio_task_waits_on_a_threads_lookup(resolver: Resolver, dns: ClusterDNS) -> None:
-    dns.delay(FQDN, 0.3)
-    threaded: list[Resolution] = []
-    thread = threading.Thread(target=lambda: threaded.append(resolver.resolve("database")))
-    thread.start()
-    time.sleep(0.05)  # the thread leads
-    try:
-        result = trio.run(resolver.aresolve, "database")
-    finally:
-        thread.join(5)
-    assert threaded == [result] and threaded[0] is result
+    led, result = led_by_another_thread(
+        dns,
+        lead=lambda: resolver.resolve("database"),
+        follow=lambda: trio.run(resolver.aresolve, "database"),
+    )
+    assert led == [result] and led[0] is result
     assert queries(dns) == (1, 1)
 
 
 def test_a_trio_task_waits_on_an_asyncio_lookup_in_another_thread(
     resolver: Resolver, dns: ClusterDNS
 ) -> None:
-    dns.delay(FQDN, 0.3)
-    led: list[Resolution] = []
-    thread = threading.Thread(target=lambda: led.append(asyncio.run(resolver.aresolve("database"))))
-    thread.start()
-    time.sleep(0.05)  # the asyncio task leads
-    try:
-        result = trio.run(resolver.aresolve, "database")
-    finally:
-        thread.join(5)
+    led, result = led_by_another_thread(
+        dns,
+        lead=lambda: asyncio.run(resolver.aresolve("database")),
+        follow=lambda: trio.run(resolver.aresolve, "database"),
+    )
     assert led == [result] and led[0] is result
     assert queries(dns) == (1, 1)
 
@@ -181,15 +194,11 @@ def test_a_trio_task_waits_on_an_asyncio_lookup_in_another_thread(
 def test_an_asyncio_task_waits_on_a_trio_lookup_in_another_thread(
     resolver: Resolver, dns: ClusterDNS
 ) -> None:
-    dns.delay(FQDN, 0.3)
-    led: list[Resolution] = []
-    thread = threading.Thread(target=lambda: led.append(trio.run(resolver.aresolve, "database")))
-    thread.start()
-    time.sleep(0.05)  # the trio task leads
-    try:
-        result = asyncio.run(resolver.aresolve("database"))
-    finally:
-        thread.join(5)
+    led, result = led_by_another_thread(
+        dns,
+        lead=lambda: trio.run(resolver.aresolve, "database"),
+        follow=lambda: asyncio.run(resolver.aresolve("database")),
+    )
     assert led == [result] and led[0] is result
     assert queries(dns) == (1, 1)
 
