@@ -30,8 +30,8 @@ Four rules live here, each in one place:
 Decide without I/O, then drive: :func:`lookups` says which hosts to resolve, :func:`unresolved`
 whether the failures leave nothing to try, and :func:`rewrite` is a pure function from
 (parameters, outcomes) to the new parameters; :func:`resolve_params` and :func:`aresolve_params`
-only resolve those hosts (``resolve`` or ``aresolve``) and call them, so the sync and async
-paths cannot drift apart.
+only resolve those hosts (``resolve`` or ``aresolve``) into a :class:`_Resolutions`, which
+chooses the resolver and calls them, so the sync and async paths cannot drift apart.
 
 This module does not import psycopg: a psycopg2-only install imports it too. What depends on
 the binding (parsing a conninfo string, building one, its error classes) comes in as a
@@ -391,24 +391,43 @@ class _client_errors:
             raise self._binding.operational_error(str(exc)) from exc
 
 
-def _settle(
-    binding: Binding,
-    params: Mapping[str, Any],
-    outcomes: Mapping[str, Outcome],
-    environ: Mapping[str, str],
-    pin: bool,
-) -> dict[str, Any]:
-    """:func:`rewrite`, unless the failures leave no host (:func:`unresolved`): then raise.
+class _Resolutions:
+    """All that :func:`resolve_params` and :func:`aresolve_params` share but the lookups: the
+    resolver and environment chosen, the hosts to look up, the outcomes each driver records,
+    and what they come to (:meth:`settle`). No I/O: a driver only resolves."""
 
-    Raises:
-        Exception: ``binding.operational_error`` listing every failure, one a line, with the
-            first :class:`kubealias.ResolutionError` chained as ``__cause__``.
-    """
-    failures = unresolved(params, outcomes, environ)
-    if failures:
-        message = "\n".join(str(failure) for failure in failures)
-        raise binding.operational_error(message) from failures[0]
-    return dict(rewrite(params, outcomes, environ, pin=pin))
+    __slots__ = ("binding", "env", "outcomes", "params", "resolver")
+
+    def __init__(
+        self,
+        binding: Binding,
+        params: Mapping[str, Any],
+        resolver: Resolver | None,
+        environ: Mapping[str, str] | None,
+    ) -> None:
+        """Raises ConfigError: no resolver was given and ``KUBEALIAS_*`` is malformed."""
+        self.binding = binding
+        self.params = params
+        self.resolver = resolver or get_default_resolver()
+        self.env: Mapping[str, str] = os.environ if environ is None else environ
+        self.outcomes: dict[str, Outcome] = {}
+
+    def hosts(self) -> list[str]:
+        """The hosts to resolve (:func:`lookups`); raises PolicyError for a refused host."""
+        return lookups(self.params, self.env)
+
+    def settle(self, pin: bool) -> dict[str, Any]:
+        """:func:`rewrite`, unless the failures leave no host (:func:`unresolved`): then raise.
+
+        Raises:
+            Exception: ``binding.operational_error`` listing every failure, one a line, with
+                the first :class:`kubealias.ResolutionError` chained as ``__cause__``.
+        """
+        failures = unresolved(self.params, self.outcomes, self.env)
+        if failures:
+            message = "\n".join(str(failure) for failure in failures)
+            raise self.binding.operational_error(message) from failures[0]
+        return dict(rewrite(self.params, self.outcomes, self.env, pin=pin))
 
 
 # --- drivers: resolve, then rewrite -------------------------------------------------------------
@@ -440,16 +459,14 @@ def resolve_params(
             :class:`kubealias.KubeAliasError` is chained as ``__cause__``.
         ConfigError: no resolver was given and ``KUBEALIAS_*`` is malformed.
     """
-    chosen = resolver or get_default_resolver()
-    env = os.environ if environ is None else environ
-    outcomes: dict[str, Outcome] = {}
+    job = _Resolutions(binding, params, resolver, environ)
     with _client_errors(binding):  # a PolicyError (a refusal) is raised at once
-        for host in lookups(params, env):
+        for host in job.hosts():
             try:
-                outcomes[host] = chosen.resolve(host)
+                job.outcomes[host] = job.resolver.resolve(host)
             except ResolutionError as exc:  # libpq may still try it, or the next host
-                outcomes[host] = exc
-    return _settle(binding, params, outcomes, env, pin)
+                job.outcomes[host] = exc
+    return job.settle(pin)
 
 
 async def aresolve_params(
@@ -465,16 +482,14 @@ async def aresolve_params(
     The same arguments, result and errors as :func:`resolve_params`; the same hosts are
     looked up (:func:`lookups`) and the same :func:`rewrite` decides.
     """
-    chosen = resolver or get_default_resolver()
-    env = os.environ if environ is None else environ
-    outcomes: dict[str, Outcome] = {}
-    with _client_errors(binding):  # a PolicyError (a refusal) is raised at once
-        for host in lookups(params, env):
+    job = _Resolutions(binding, params, resolver, environ)
+    with _client_errors(binding):  # as in resolve_params
+        for host in job.hosts():
             try:
-                outcomes[host] = await chosen.aresolve(host)
+                job.outcomes[host] = await job.resolver.aresolve(host)
             except ResolutionError as exc:  # libpq may still try it, or the next host
-                outcomes[host] = exc
-    return _settle(binding, params, outcomes, env, pin)
+                job.outcomes[host] = exc
+    return job.settle(pin)
 
 
 def rewrite_conninfo(

@@ -392,17 +392,24 @@ class _Attempts:
 _CONNECT_FAILED = (httpcore.ConnectError, httpcore.ConnectTimeout)
 
 
-class _PinnedBackend(httpcore.NetworkBackend):
+_Backend = TypeVar("_Backend", httpcore.NetworkBackend, httpcore.AsyncNetworkBackend)
+
+
+class _Pinned(Generic[_Backend]):
+    """What both pinned backends hold: the route, and httpcore's own backend to delegate to."""
+
+    def __init__(self, route: Route, backend: _Backend) -> None:
+        self._route = route
+        self._backend: _Backend = backend
+
+
+class _PinnedBackend(_Pinned[httpcore.NetworkBackend], httpcore.NetworkBackend):
     """httpcore's own backend, asked for the route's addresses instead of the host name.
 
     Delegating each address to the wrapped backend keeps httpcore's socket set-up exactly
     (TCP_NODELAY, ``socket_options``, ``local_address``, timeout and error types); each address
     gets the whole connect timeout, as with httpcore's own ``create_connection``.
     """
-
-    def __init__(self, route: Route, backend: httpcore.NetworkBackend) -> None:
-        self._route = route
-        self._backend = backend
 
     def connect_tcp(
         self,
@@ -434,12 +441,8 @@ class _PinnedBackend(httpcore.NetworkBackend):
         self._backend.sleep(seconds)  # httpcore's retry back-off
 
 
-class _AsyncPinnedBackend(httpcore.AsyncNetworkBackend):
+class _AsyncPinnedBackend(_Pinned[httpcore.AsyncNetworkBackend], httpcore.AsyncNetworkBackend):
     """:class:`_PinnedBackend` for asyncio and trio (httpcore's AnyIO/Trio backend underneath)."""
-
-    def __init__(self, route: Route, backend: httpcore.AsyncNetworkBackend) -> None:
-        self._route = route
-        self._backend = backend
 
     async def connect_tcp(
         self,
@@ -707,6 +710,13 @@ class _Core(Generic[_Inner]):
     def _make_inner(self, route: Route) -> _Inner:
         return _pin(self._inner_cls(**self._options), route)
 
+    def _raise_hinted(self, request: httpx.Request, exc: httpx.ConnectError) -> None:
+        """Raise ``exc`` with :func:`_verify_hint`'s hint where it applies, else return (the
+        caller re-raises ``exc`` as is). On the error path only."""
+        hinted = _verify_hint(request, exc) if self._default_trust else None
+        if hinted is not None:
+            raise hinted from exc
+
     def _through_proxy(self, request: httpx.Request, route: Route) -> httpx.Request:
         """With ``proxy=``: what goes to the plain transport, which the proxy connects for."""
         if not route.alias:
@@ -714,6 +724,18 @@ class _Core(Generic[_Inner]):
             # a non-alias Service's addresses is not possible through a proxy anyway).
             return request
         return _forward(request, route, self._memo.raw(request, route), proxied=True)
+
+
+def _close_each(transports: list[httpx.HTTPTransport]) -> None:
+    """Close the route transports that :class:`_RouteCache` handed back."""
+    for transport in transports:
+        transport.close()
+
+
+async def _aclose_each(transports: list[httpx.AsyncHTTPTransport]) -> None:
+    """:func:`_close_each` for the async transport."""
+    for transport in transports:
+        await transport.aclose()
 
 
 def _response(
@@ -783,8 +805,7 @@ class HTTPTransport(_Core[httpx.HTTPTransport], httpx.HTTPTransport):
             return _httpx_send(self, self._through_proxy(request, route))
         headers = self._memo.raw(request, route)
         if self._routes.retiring:  # rare: some evicted transports wait to be closed
-            for transport in self._routes.take_idle():
-                transport.close()
+            _close_each(self._routes.take_idle())
         slot = self._routes.enter((scheme, route.pool_key), self._new_inner, route)
         try:
             if not _DIRECT:
@@ -798,18 +819,15 @@ class HTTPTransport(_Core[httpx.HTTPTransport], httpx.HTTPTransport):
             assert isinstance(answer.stream, Iterable)
             return _response(answer, _ResponseStream(answer.stream))
         except httpx.ConnectError as exc:
-            hinted = _verify_hint(request, exc) if self._default_trust else None
-            if hinted is None:
-                raise
-            raise hinted from exc
+            self._raise_hinted(request, exc)
+            raise
         finally:
             self._routes.leave(slot)
 
     def close(self) -> None:
         """Close every inner transport and their connections."""
         try:
-            for transport in self._retire_all():
-                transport.close()
+            _close_each(self._retire_all())
         finally:
             super().close()
 
@@ -821,8 +839,7 @@ class HTTPTransport(_Core[httpx.HTTPTransport], httpx.HTTPTransport):
     ) -> None:
         # httpx's __exit__ closes its own pool only: the routes' pools are ours to close.
         try:
-            for transport in self._retire_all():
-                transport.close()
+            _close_each(self._retire_all())
         finally:
             super().__exit__(exc_type, exc_value, traceback)
 
@@ -881,8 +898,7 @@ class AsyncHTTPTransport(_Core[httpx.AsyncHTTPTransport], httpx.AsyncHTTPTranspo
             return await _httpx_asend(self, self._through_proxy(request, route))
         headers = self._memo.raw(request, route)
         if self._routes.retiring:
-            for transport in self._routes.take_idle():
-                await transport.aclose()
+            await _aclose_each(self._routes.take_idle())
         slot = self._routes.enter((scheme, route.pool_key), self._new_inner, route)
         try:
             if not _DIRECT:
@@ -895,18 +911,15 @@ class AsyncHTTPTransport(_Core[httpx.AsyncHTTPTransport], httpx.AsyncHTTPTranspo
             assert isinstance(answer.stream, AsyncIterable)
             return _response(answer, _AsyncResponseStream(answer.stream))
         except httpx.ConnectError as exc:
-            hinted = _verify_hint(request, exc) if self._default_trust else None
-            if hinted is None:
-                raise
-            raise hinted from exc
+            self._raise_hinted(request, exc)
+            raise
         finally:
             self._routes.leave(slot)
 
     async def aclose(self) -> None:
         """Close every inner transport and their connections."""
         try:
-            for transport in self._retire_all():
-                await transport.aclose()
+            await _aclose_each(self._retire_all())
         finally:
             await super().aclose()
 
@@ -918,7 +931,6 @@ class AsyncHTTPTransport(_Core[httpx.AsyncHTTPTransport], httpx.AsyncHTTPTranspo
     ) -> None:
         # As HTTPTransport.__exit__: httpx's closes its own pool only.
         try:
-            for transport in self._retire_all():
-                await transport.aclose()
+            await _aclose_each(self._retire_all())
         finally:
             await super().__aexit__(exc_type, exc_value, traceback)
