@@ -99,63 +99,61 @@ def test_lookups(params: dict[str, Any], env: dict[str, str], want: list[str]) -
 #: (the rows below); under any other sslmode it stays as given (SSLMODES).
 FULL = {"PGSSLMODE": "verify-full"}
 
+
+def _rewrite(
+    id: str, params: dict[str, Any], want: dict[str, str], *, env: Any = None, pin: bool = False
+) -> Any:
+    """One row of REWRITES: verify-full from the environment unless ``env`` says otherwise."""
+    return pytest.param(params, FULL if env is None else env, pin, want, id=id)
+
+
 REWRITES = [
-    pytest.param(
+    _rewrite(
+        "alias",
         {"host": "database", "dbname": "app"},
-        FULL,
-        False,
         {"host": RDS, "hostaddr": "127.0.0.10", "dbname": "app"},
-        id="alias",
     ),
-    pytest.param(
+    _rewrite(
+        "one-entry-per-address-port-repeated",
         {"host": "replicas", "port": 5433},
-        FULL,
-        False,
         {
             "host": f"{REPLICAS},{REPLICAS}",
             "hostaddr": "127.0.0.21,127.0.0.22",
             "port": "5433,5433",
         },
-        id="one-entry-per-address-port-repeated",
     ),
-    pytest.param(
+    _rewrite(
+        "ports-follow-their-host",
         {"host": "orders,replicas", "port": "5432,5433"},
-        FULL,
-        False,
         {
             "host": f"orders,{REPLICAS},{REPLICAS}",
             "hostaddr": ",127.0.0.21,127.0.0.22",
             "port": "5432,5433,5433",
         },
-        id="ports-follow-their-host",
     ),
-    pytest.param(
+    _rewrite(
+        "socket-and-ip-literal-kept",
         {"host": "database,/tmp,127.0.0.5"},
-        FULL,
-        False,
         {"host": f"{RDS},/tmp,127.0.0.5", "hostaddr": "127.0.0.10,,"},
-        id="socket-and-ip-literal-kept",
     ),
-    pytest.param(
+    _rewrite(
+        "pin-keeps-the-name-of-a-cluster-ip",
         {"host": "database,orders"},
-        FULL,
-        True,
         {"host": f"{RDS},orders", "hostaddr": "127.0.0.10,127.0.0.40"},
-        id="pin-keeps-the-name-of-a-cluster-ip",
+        pin=True,
     ),
-    pytest.param(
+    _rewrite(
+        "pghost-pghostaddr-pgport",
         {},
-        {**FULL, "PGHOST": "orders,database", "PGHOSTADDR": "127.0.0.1,", "PGPORT": "6543"},
-        True,
         {"host": f"orders,{RDS}", "hostaddr": "127.0.0.1,127.0.0.10", "port": "6543,6543"},
-        id="pghost-pghostaddr-pgport",
+        env={**FULL, "PGHOST": "orders,database", "PGHOSTADDR": "127.0.0.1,", "PGPORT": "6543"},
+        pin=True,
     ),
-    pytest.param(
+    _rewrite(
+        "pgport-written-out",
         {"host": "database"},
-        {**FULL, "PGPORT": "6543", "PGHOSTADDR": ""},
-        False,
         {"host": RDS, "hostaddr": "127.0.0.10", "port": "6543"},
-        id="pgport-written-out",
+        env={**FULL, "PGPORT": "6543", "PGHOSTADDR": ""},
     ),
 ]
 
