@@ -852,25 +852,7 @@ class AsyncHTTPTransport(_Core[httpx.AsyncHTTPTransport], httpx.AsyncHTTPTranspo
     (httpx ignores the client's own ``verify=`` once a transport is given). It is an
     ``httpx.AsyncHTTPTransport``.
 
-    Args:
-        verify: As :class:`HTTPTransport`.
-        cert: As :class:`HTTPTransport`.
-        trust_env: As :class:`HTTPTransport`.
-        http1: As :class:`HTTPTransport`.
-        http2: As :class:`HTTPTransport`.
-        limits: As :class:`HTTPTransport`.
-        proxy: As :class:`HTTPTransport`.
-        uds: As :class:`HTTPTransport`.
-        local_address: As :class:`HTTPTransport`.
-        retries: As :class:`HTTPTransport`.
-        socket_options: As :class:`HTTPTransport`.
-        resolver: The resolver to use; ``None`` for the default one.
-        rewrite_host: Send the TLS name as ``Host`` (unless the caller set a Host header).
-
-    Raises:
-        ImportError: A SOCKS proxy without ``socksio`` installed (from httpx).
-        ValueError: An unsupported proxy scheme (from httpx).
-        OSError: A CA bundle or certificate file cannot be read (from ``ssl``).
+    Takes the same arguments as :class:`HTTPTransport`, and raises the same errors when built.
     """
 
     _inner_cls = httpx.AsyncHTTPTransport
