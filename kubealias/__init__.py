@@ -18,6 +18,7 @@ from ._resolver import (
     resolve,
     set_default_resolver,
 )
+from ._tls import tls_context
 from ._warnings import KubeAliasWarning, UnknownVariableWarning, UnpinnedTargetWarning
 
 __version__ = "0.1.0"
@@ -38,4 +39,5 @@ __all__ = [
     "get_default_resolver",
     "resolve",
     "set_default_resolver",
+    "tls_context",
 ]

@@ -1,0 +1,165 @@
+"""kubealias.tls_context: the caller's SSLContext with the TLS name, for every other client."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+
+import pytest
+import trustme
+
+import kubealias
+from kubealias.testing import TLSServer
+
+TLS_NAME = "mydb.abc123.us-east-1.rds.amazonaws.com"
+
+
+@pytest.fixture(scope="module")
+def server():
+    with TLSServer([TLS_NAME], http=False, default_names=("wrong.example.test",)) as srv:
+        yield srv
+
+
+def _handshake(context: ssl.SSLContext, port: int, server_hostname: str | None) -> ssl.SSLSocket:
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        return context.wrap_socket(raw, server_hostname=server_hostname)
+    except BaseException:
+        raw.close()
+        raise
+
+
+def _other_ca_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    trustme.CA().configure_trust(context)
+    return context
+
+
+@pytest.mark.parametrize("given", ["127.0.0.1", "database", None])
+def test_wrap_socket_verifies_the_tls_name_whatever_the_client_passes(server, given):
+    ctx = kubealias.tls_context(TLS_NAME, server.client_context())
+    with _handshake(ctx, server.port, given) as tls:
+        assert tls.server_hostname == TLS_NAME
+        cert = tls.getpeercert()
+        assert cert is not None
+        assert ("DNS", TLS_NAME) in cert["subjectAltName"]
+        assert tls.recv(64)  # the server's greeting: its side of the handshake is over
+    assert server.connections[-1].sni == TLS_NAME
+
+
+def test_the_plain_context_fails_for_the_short_name(server):
+    """The control: without kubealias, the name the client has does not verify."""
+    with pytest.raises(ssl.SSLCertVerificationError, match="database"):
+        _handshake(server.client_context(), server.port, "database")
+
+
+def test_verification_is_the_callers_a_wrong_ca_fails(server):
+    ctx = kubealias.tls_context(TLS_NAME, _other_ca_context())
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _handshake(ctx, server.port, "127.0.0.1")
+
+
+def test_a_name_the_certificate_does_not_hold_fails(server):
+    ctx = kubealias.tls_context("other.example.test", server.client_context())
+    with pytest.raises(ssl.SSLCertVerificationError, match=r"other\.example\.test"):
+        _handshake(ctx, server.port, TLS_NAME)
+
+
+def test_the_default_context_verifies_with_the_system_cas(server):
+    ctx = kubealias.tls_context(TLS_NAME)
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    with pytest.raises(ssl.SSLCertVerificationError):  # our throwaway CA is not a system CA
+        _handshake(ctx, server.port, None)
+
+
+def test_a_resolution_gives_its_tls_name(server):
+    resolution = kubealias.Resolution(
+        name="database",
+        fqdn="database.production.svc.cluster.local",
+        chain=("database.production.svc.cluster.local", TLS_NAME),
+        tls_name=TLS_NAME,
+        addresses=("127.0.0.1",),
+        is_alias=True,
+    )
+    ctx = kubealias.tls_context(resolution, server.client_context())
+    with _handshake(ctx, server.port, "database") as tls:
+        assert tls.server_hostname == TLS_NAME
+
+
+def test_settings_read_and_write_through_to_the_callers_context():
+    base = ssl.create_default_context()
+    ctx = kubealias.tls_context(TLS_NAME, base)
+    assert isinstance(ctx, ssl.SSLContext)
+    assert ctx.verify_mode is base.verify_mode and ctx.check_hostname is base.check_hostname
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    assert base.minimum_version == ssl.TLSVersion.TLSv1_3
+    ctx.set_alpn_protocols(["h2"])  # a method of the caller's context, not of a copy
+    assert ctx.options == base.options
+    # A context whose host name check is off stays off: kubealias never changes whether.
+    lax = ssl.create_default_context()
+    lax.check_hostname = False
+    assert kubealias.tls_context(TLS_NAME, lax).check_hostname is False
+
+
+def test_client_certificates_of_the_callers_context_are_used(tmp_path):
+    with TLSServer([TLS_NAME], http=False, require_client_cert=True) as srv:
+        base = srv.client_context()
+        srv.ca.issue_cert("client.example.test").configure_cert(base)
+        ctx = kubealias.tls_context(TLS_NAME, base)
+        with _handshake(ctx, srv.port, "127.0.0.1") as tls:
+            assert tls.server_hostname == TLS_NAME
+
+
+def test_rewrapping_replaces_the_name_over_the_same_base():
+    base = ssl.create_default_context()
+    first = kubealias.tls_context("a.example.test", base)
+    second = kubealias.tls_context("b.example.test", first)
+    assert second.tls_name == "b.example.test"  # type: ignore[attr-defined]
+    assert second.base_context is base  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("name", "context", "error"),
+    [
+        ("", None, ValueError),
+        (".", None, ValueError),
+        (b"x.example.test", None, TypeError),
+        ("x.example.test", object(), TypeError),
+        ("x.example.test", ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), ValueError),
+    ],
+)
+def test_bad_input(name, context, error):
+    with pytest.raises(error):
+        kubealias.tls_context(name, context)
+
+
+def test_server_side_wrapping_is_refused():
+    ctx = kubealias.tls_context(TLS_NAME)
+    with pytest.raises(ValueError, match="client"):
+        ctx.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_side=True)
+
+
+def test_not_picklable():
+    import pickle
+
+    with pytest.raises(TypeError):
+        pickle.dumps(kubealias.tls_context(TLS_NAME))
+
+
+async def test_asyncio_connections_verify_the_tls_name(server):
+    ctx = kubealias.tls_context(TLS_NAME, server.client_context())
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=ctx)
+    try:
+        assert writer.get_extra_info("ssl_object").server_hostname == TLS_NAME
+        assert await reader.read(64)  # the server's greeting
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    assert server.connections[-1].sni == TLS_NAME
+
+
+async def test_asyncio_with_a_wrong_ca_fails(server):
+    ctx = kubealias.tls_context(TLS_NAME, _other_ca_context())
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await asyncio.open_connection("127.0.0.1", server.port, ssl=ctx)
