@@ -33,7 +33,18 @@ from ._models import Resolution
 __all__ = ["tls_context"]
 
 # The names the wrapper answers itself; every other attribute is the caller's context's.
-_OWN = frozenset({"wrap_socket", "wrap_bio", "tls_name", "base_context", "_kubealias", "_parts"})
+_OWN = frozenset(
+    {
+        "wrap_socket",
+        "wrap_bio",
+        "_wrap_socket",
+        "_wrap_bio",
+        "tls_name",
+        "base_context",
+        "_kubealias",
+        "_parts",
+    }
+)
 
 
 class _NamedContext(ssl.SSLContext):
@@ -129,6 +140,34 @@ class _NamedContext(ssl.SSLContext):
         base, tls_name = self._parts()
         return base.wrap_bio(
             incoming, outgoing, server_side=False, server_hostname=tls_name, session=session
+        )
+
+    # The two C methods under wrap_socket/wrap_bio. ssl.SSLSocket._create and
+    # ssl.SSLObject._create call them on whatever context they are given, so code that builds
+    # its sockets that way with this context (a client's own SSLSocket subclass, or
+    # ``ssl.SSLContext.wrap_socket(ctx, ...)`` called unbound, as subclasses do with super())
+    # would otherwise reach the caller's context with its own server_hostname: the handshake
+    # would verify the client's host instead of the TLS name. Same arguments as CPython's
+    # (Modules/_ssl.c, _ssl__SSLContext__wrap_socket_impl / _wrap_bio_impl, 3.7 to 3.13).
+    def _wrap_socket(
+        self, sock: Any, server_side: bool, server_hostname: Any = None, **kwargs: Any
+    ) -> Any:
+        _client_only(server_side)
+        base, tls_name = self._parts()
+        return base._wrap_socket(sock, False, tls_name, **kwargs)  # type: ignore[attr-defined]
+
+    def _wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool,
+        server_hostname: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        _client_only(server_side)
+        base, tls_name = self._parts()
+        return base._wrap_bio(  # type: ignore[attr-defined]
+            incoming, outgoing, False, tls_name, **kwargs
         )
 
 
