@@ -3,10 +3,10 @@
 Args: a list of cases, each ``{"label", "entry", "host", "ca"}``: ``entry`` is ``plain``
 (``pg8000.native.Connection(host=<host>)`` with a verifying context: the control) or
 ``recipe`` (:func:`connect`, the recipe of docs/clients-tls-context.md); ``ca`` is ``lab`` or
-``wrong`` (another CA). Result: ``{"cases": {label: {"server", "ssl", "tls_version",
-"server_addr"} or {"error", "message", "texts", "kubealias_cause", "elapsed"}}, "logs": [...]}``; every
-log record of the run (root logger at DEBUG) is in ``logs``, so the test can look for the
-password there.
+``wrong`` (another CA). Result: ``{"cases": {label: outcome}, "logs": [...]}``, the outcome
+``{"server", "ssl", "tls_version", "server_addr"}`` or ``{"error", "message", "texts",
+"kubealias_cause", "elapsed"}``; every log record of the run (root logger at DEBUG) is in
+``logs``, so the test can look for the password there.
 """
 
 from __future__ import annotations
