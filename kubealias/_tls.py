@@ -153,7 +153,7 @@ class _NamedContext(ssl.SSLContext):
     # ``ssl.SSLContext.wrap_socket(ctx, ...)`` called unbound, as subclasses do with super())
     # would otherwise reach the caller's context with its own server_hostname: the handshake
     # would verify the client's host instead of the TLS name. Same arguments as CPython's
-    # (Modules/_ssl.c, _ssl__SSLContext__wrap_socket_impl / _wrap_bio_impl, 3.7 to 3.13).
+    # (Modules/_ssl.c, _ssl__SSLContext__wrap_socket_impl / _wrap_bio_impl, since 3.7).
     def _wrap_socket(
         self, sock: Any, server_side: bool, server_hostname: Any = None, **kwargs: Any
     ) -> Any:
