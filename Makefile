@@ -40,13 +40,14 @@ $(STAMP): pyproject.toml
 
 # The real servers of the end-to-end tests (docs/design.md, "Test environment"). Installed only when
 # missing, and only where we may (root, or passwordless sudo).
-DEB_PACKAGES := bind9 bind9-dnsutils nginx-light iproute2
+DEB_PACKAGES := bind9 bind9-dnsutils nginx-light iproute2 mariadb-server
 deps:
 	@missing=""; \
 	command -v named    >/dev/null 2>&1 || [ -x /usr/sbin/named ] || missing="$$missing bind9"; \
 	command -v nsupdate >/dev/null 2>&1 || missing="$$missing bind9-dnsutils"; \
 	command -v nginx    >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
 	command -v ip       >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing="$$missing iproute2"; \
+	command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing="$$missing mariadb-server"; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo -n"; \
 	  echo "installing Debian packages:$$missing"; \

@@ -7,9 +7,14 @@ look the alias up a second time and verify the short name. :func:`tls_context` c
 from the one place every TLS client goes through: ``SSLContext.wrap_socket`` (blocking clients)
 and ``SSLContext.wrap_bio`` (asyncio, uvloop, trio's ``SSLStream``).
 
-    r = kubealias.resolve("database")
-    ctx = kubealias.tls_context(r.tls_name, ssl.create_default_context(cafile="rds-ca.pem"))
+    r = kubealias.resolve("database")      # asyncio: r = await kubealias.aresolve("database")
+    ctx = kubealias.tls_context(r, ssl.create_default_context(cafile="rds-ca.pem"))
     conn = pg8000.native.Connection("app", host=r.addresses[0], ssl_context=ctx, ...)
+
+docs/clients-tls-context.md has the recipe for pg8000, PyMySQL/aiomysql, websockets,
+pika/aio-pika and kafka-python: failover across ``r.addresses`` in order, names kubealias
+passes through (no addresses: the client as usual, with the caller's own context), and a
+kubealias failure raised as the client's own connection error.
 
 The context returned *is* the caller's context, with one change: whatever ``server_hostname``
 a client passes (an address, the short name, nothing), the handshake is made by the caller's
@@ -33,7 +38,18 @@ from ._models import Resolution
 __all__ = ["tls_context"]
 
 # The names the wrapper answers itself; every other attribute is the caller's context's.
-_OWN = frozenset({"wrap_socket", "wrap_bio", "tls_name", "base_context", "_kubealias", "_parts"})
+_OWN = frozenset(
+    {
+        "wrap_socket",
+        "wrap_bio",
+        "_wrap_socket",
+        "_wrap_bio",
+        "tls_name",
+        "base_context",
+        "_kubealias",
+        "_parts",
+    }
+)
 
 
 class _NamedContext(ssl.SSLContext):
@@ -131,6 +147,34 @@ class _NamedContext(ssl.SSLContext):
             incoming, outgoing, server_side=False, server_hostname=tls_name, session=session
         )
 
+    # The two C methods under wrap_socket/wrap_bio. ssl.SSLSocket._create and
+    # ssl.SSLObject._create call them on whatever context they are given, so code that builds
+    # its sockets that way with this context (a client's own SSLSocket subclass, or
+    # ``ssl.SSLContext.wrap_socket(ctx, ...)`` called unbound, as subclasses do with super())
+    # would otherwise reach the caller's context with its own server_hostname: the handshake
+    # would verify the client's host instead of the TLS name. Same arguments as CPython's
+    # (Modules/_ssl.c, _ssl__SSLContext__wrap_socket_impl / _wrap_bio_impl, since 3.7).
+    def _wrap_socket(
+        self, sock: Any, server_side: bool, server_hostname: Any = None, **kwargs: Any
+    ) -> Any:
+        _client_only(server_side)
+        base, tls_name = self._parts()
+        return base._wrap_socket(sock, False, tls_name, **kwargs)  # type: ignore[attr-defined]
+
+    def _wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool,
+        server_hostname: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        _client_only(server_side)
+        base, tls_name = self._parts()
+        return base._wrap_bio(  # type: ignore[attr-defined]
+            incoming, outgoing, False, tls_name, **kwargs
+        )
+
 
 def _client_only(server_side: bool) -> None:
     if server_side:
@@ -149,8 +193,27 @@ def tls_context(
     reads and writes through to it (see the module docstring), so verification is never
     weaker than ``context``'s.
 
-    Connect the client to the addresses of the same resolution (``Resolution.addresses``):
-    the context changes the name that is verified, not where the client connects.
+    Connect the client to the addresses of the same resolution (``Resolution.addresses``, in
+    order, the next one when a connection fails): the context changes the name that is
+    verified, not where the client connects. For example, with websockets (asyncio clients
+    resolve with :func:`kubealias.aresolve`, which does not block the loop)::
+
+        r = await kubealias.aresolve("payment-api")
+        ctx = kubealias.tls_context(r, base)
+        ws = await websockets.asyncio.client.connect(
+            f"wss://{r.tls_name}/v1/events", host=r.addresses[0], ssl=ctx, proxy=None
+        )
+
+    and with pika, whose ``BlockingConnection`` tries a list of parameters in order::
+
+        r = kubealias.resolve("rabbitmq")
+        options = pika.SSLOptions(kubealias.tls_context(r, base), r.tls_name)
+        pika.BlockingConnection(
+            [pika.ConnectionParameters(a, 5671, ssl_options=options) for a in r.addresses]
+        )
+
+    The returned context can be given to any number of connections; make one per resolution
+    (it costs about what ``ssl.SSLContext()`` does, far less than loading a CA store).
 
     Args:
         tls_name: The name to verify: a :class:`kubealias.Resolution` (its ``tls_name``) or

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 
@@ -155,7 +156,9 @@ async def test_asyncio_connections_verify_the_tls_name(server):
         assert await reader.read(64)  # the server's greeting
     finally:
         writer.close()
-        await writer.wait_closed()
+        # The server closes after its greeting; its reset may reach the closing transport.
+        with contextlib.suppress(ConnectionResetError):
+            await writer.wait_closed()
     assert server.connections[-1].sni == TLS_NAME
 
 
@@ -163,3 +166,93 @@ async def test_asyncio_with_a_wrong_ca_fails(server):
     ctx = kubealias.tls_context(TLS_NAME, _other_ca_context())
     with pytest.raises(ssl.SSLCertVerificationError):
         await asyncio.open_connection("127.0.0.1", server.port, ssl=ctx)
+
+
+@pytest.mark.parametrize("given", ["127.0.0.1", "database"])
+def test_sockets_built_on_the_context_directly_verify_the_tls_name(server, given):
+    """``SSLSocket._create`` and an unbound ``SSLContext.wrap_socket`` (what a subclass's
+    ``super()`` call does) reach the context's ``_wrap_socket``, not ``wrap_socket``."""
+    ctx = kubealias.tls_context(TLS_NAME, server.client_context())
+    for wrap in (
+        lambda raw: ssl.SSLSocket._create(sock=raw, server_hostname=given, context=ctx),  # type: ignore[attr-defined]
+        lambda raw: ssl.SSLContext.wrap_socket(ctx, raw, server_hostname=given),
+    ):
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        with wrap(raw) as tls:
+            cert = tls.getpeercert()
+            assert cert is not None and ("DNS", TLS_NAME) in cert["subjectAltName"]
+            assert tls.recv(64)
+        assert server.connections[-1].sni == TLS_NAME
+
+
+def test_ssl_objects_built_on_the_context_directly_use_the_tls_name():
+    ctx = kubealias.tls_context(TLS_NAME)
+    for obj in (
+        ctx.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="127.0.0.1"),
+        ssl.SSLContext.wrap_bio(ctx, ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="database"),
+        ssl.SSLObject._create(  # type: ignore[attr-defined]
+            ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="database", context=ctx
+        ),
+    ):
+        assert obj.server_hostname == TLS_NAME
+    with pytest.raises(ValueError, match="client"):
+        ssl.SSLContext.wrap_bio(ctx, ssl.MemoryBIO(), ssl.MemoryBIO(), server_side=True)
+
+
+class _Closing(asyncio.Protocol):
+    """Knows when its connection is gone, so a test can wait for its transport to close."""
+
+    def __init__(self) -> None:
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+
+async def _close(transport: asyncio.BaseTransport, protocol: _Closing) -> None:
+    # abort(): no TLS close_notify exchange; the socket is closed before the loop ends.
+    transport.abort()  # type: ignore[attr-defined]
+    await asyncio.wait_for(protocol.lost, 5)
+
+
+async def test_asyncio_start_tls_and_a_given_socket_verify_the_tls_name(server):
+    """``loop.start_tls`` (upgrade in the middle of a protocol: aiomysql, asyncpg) and
+    ``create_connection(sock=..., server_hostname=...)`` both go through ``wrap_bio``."""
+    ctx = kubealias.tls_context(TLS_NAME, server.client_context())
+    loop = asyncio.get_running_loop()
+    plain, protocol = await loop.create_connection(_Closing, "127.0.0.1", server.port)
+    tls = await loop.start_tls(plain, protocol, ctx, server_hostname="database")
+    try:
+        assert tls is not None
+        assert tls.get_extra_info("ssl_object").server_hostname == TLS_NAME
+        assert ("DNS", TLS_NAME) in tls.get_extra_info("peercert")["subjectAltName"]
+    finally:
+        await _close(tls or plain, protocol)
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    raw.setblocking(False)
+    transport, given = await loop.create_connection(
+        _Closing, sock=raw, ssl=ctx, server_hostname="database"
+    )
+    try:
+        assert transport.get_extra_info("ssl_object").server_hostname == TLS_NAME
+        assert ("DNS", TLS_NAME) in transport.get_extra_info("peercert")["subjectAltName"]
+    finally:
+        await _close(transport, given)
+
+
+def test_trio_ssl_stream_verifies_the_tls_name(server):
+    import trio
+
+    async def handshake(ctx: ssl.SSLContext) -> bytes | bytearray:
+        tcp = await trio.open_tcp_stream("127.0.0.1", server.port)
+        stream = trio.SSLStream(tcp, ctx, server_hostname="127.0.0.1")
+        async with stream:
+            await stream.do_handshake()
+            return await stream.receive_some(64)
+
+    assert trio.run(handshake, kubealias.tls_context(TLS_NAME, server.client_context()))
+    assert server.connections[-1].sni == TLS_NAME
+    with pytest.raises(trio.BrokenResourceError) as failed:  # trio's own error for it
+        trio.run(handshake, kubealias.tls_context(TLS_NAME, _other_ca_context()))
+    assert isinstance(failed.value.__cause__, ssl.SSLCertVerificationError)
