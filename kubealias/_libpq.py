@@ -72,7 +72,7 @@ class Binding:
     """What the rules need from one Python binding of libpq.
 
     A seam rather than an import so that this module works with whichever binding is
-    installed (psycopg 3 today; psycopg2's ``parse_dsn``/``make_dsn`` fit the same shape).
+    installed: :func:`psycopg3` and :func:`psycopg2` make the two there are.
     """
 
     parse: Callable[..., dict[str, Any]]
