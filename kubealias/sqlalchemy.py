@@ -64,12 +64,13 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from . import _libpq
 from ._resolver import Resolver
-from .psycopg import AsyncConnection
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import Dialect
     from sqlalchemy.ext.asyncio import AsyncEngine
     from sqlalchemy.pool import ConnectionPoolEntry
+
+    from .psycopg import AsyncConnection
 
 __all__ = ["install"]
 
@@ -81,8 +82,18 @@ class _Binding(NamedTuple):
 
     resolver: Resolver | None
     """The resolver of the sync path (None: the default one, looked up at each connect)."""
-    async_connection: type[AsyncConnection[Any]]
-    """The connection class of the async path, bound to the same resolver."""
+    async_connection: type[AsyncConnection[Any]] | None
+    """The connection class of the async path, bound to the same resolver (psycopg 3 only)."""
+
+
+def _async_connection(resolver: Resolver | None) -> type[AsyncConnection[Any]]:
+    """psycopg 3's async connection class bound to ``resolver``.
+
+    Imported here, for psycopg 3 engines only: a psycopg2-only install has no psycopg 3.
+    """
+    from .psycopg import AsyncConnection
+
+    return AsyncConnection if resolver is None else AsyncConnection.using(resolver)
 
 
 #: The libpq binding of each sync dialect install() hooks, by ``dialect.driver``: their DBAPI
@@ -129,7 +140,7 @@ def install(engine: _E, *, resolver: Resolver | None = None) -> _E:
             "kubealias.resolve() and pass host and hostaddr yourself"
         )
     _bindings[dialect] = _Binding(
-        resolver, AsyncConnection if resolver is None else AsyncConnection.using(resolver)
+        resolver, _async_connection(resolver) if dialect.driver == "psycopg" else None
     )
     if not event.contains(sync_engine, "do_connect", _do_connect):
         event.listen(sync_engine, "do_connect", _do_connect)
@@ -143,9 +154,10 @@ def _do_connect(
     cparams: dict[str, Any],
 ) -> None:
     """The ``do_connect`` listener: mutate the arguments, never connect (return None)."""
-    binding = _bindings.get(dialect) or _Binding(None, AsyncConnection)
+    binding = _bindings.get(dialect) or _Binding(None, None)
     if dialect.is_async:
-        cparams["async_creator_fn"] = binding.async_connection.connect
+        connection = binding.async_connection or _async_connection(None)
+        cparams["async_creator_fn"] = connection.connect
         return
     # cargs is [] or [""] from the dialect (create_connect_args); another listener may have
     # put a conninfo string there. Keyword arguments override it in the driver's connect, so

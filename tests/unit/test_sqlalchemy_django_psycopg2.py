@@ -256,3 +256,16 @@ def test_django_on_psycopg2_real_attempt_goes_to_the_resolved_address(
     options = {"sslmode": "verify-full", "connect_timeout": 1}
     out = django_on_psycopg2(pg_dns, port=closed_port, options=options, record=False)
     assert f'"127.0.0.1", port {closed_port}' in out["error"]["text"], out
+
+
+def test_install_needs_no_psycopg3_for_a_psycopg2_engine() -> None:
+    # A psycopg2-only install: kubealias.sqlalchemy imports kubealias.psycopg for psycopg 3
+    # engines only.
+    code = (
+        "import sys; sys.modules['psycopg'] = None; import sqlalchemy, kubealias.sqlalchemy as k;"
+        " print(k.install(sqlalchemy.create_engine('postgresql+psycopg2://')).dialect.driver)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (proc.returncode, proc.stdout.strip()) == (0, "psycopg2"), proc.stderr
