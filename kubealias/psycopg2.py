@@ -38,7 +38,15 @@ class, so every new pooled connection resolves again::
 
 With a connection class of your own (``psycopg2.extras.LoggingConnection``,
 ``RealDictConnection``...) put :class:`Connection` first among its bases:
-``class AppConnection(kubealias.psycopg2.Connection, RealDictConnection): pass``.
+``class AppConnection(kubealias.psycopg2.Connection, RealDictConnection): pass``. These pools
+keep an idle connection open for good; one put back with ``putconn(conn, close=True)`` (or
+found closed) is replaced, and the replacement resolves again.
+
+psycopg2 has no asyncio API: :func:`connect` and :class:`Connection` resolve synchronously
+(within ``KUBEALIAS_TIMEOUT`` on a cache miss), also for ``async_=True`` (psycopg2's polling
+mode, for select loops and green threads). From an asyncio loop, call them in a thread
+(``await asyncio.to_thread(kubealias.psycopg2.connect, ...)``), or use :mod:`kubealias.psycopg`,
+whose async connection resolves with ``aresolve``.
 """
 
 from __future__ import annotations
