@@ -186,19 +186,21 @@ def test_pool_follows_externalname_to_clusterip(pod: PodLab, pg_clean: PgLab, fa
     with pg_clean.start_client("pg2_pool", {"factory": factory, "wait": TTL + 0.3}) as client:
         phase1 = client.read()
         assert phase1["seen"] == [external(pg_clean)] * 2, phase1
-        assert len(pg_clean.authorized(P.EXTERNAL, min_entries=2)) == 2
+        assert phase1["connect"] == external(pg_clean), phase1
+        assert len(pg_clean.authorized(P.EXTERNAL, min_entries=3)) == 3
         # Phase 3 of the article: "kubectl apply" of the ClusterIP Service.
         pod.set_a(L.DATABASE, L.DATABASE_CLUSTER_IP, ttl=TTL)
         client.send()
         phase2 = client.finish()
     internal = described(P.INTERNAL, "database", L.DATABASE_CLUSTER_IP, pg_clean.port)
     assert phase2["seen"] == [internal, internal], phase2
+    assert phase2["connect"] == internal, phase2
     cursor = "RealDictCursor" if factory == "mixed" else "cursor"
     assert phase1["cursor"] == phase2["cursor"] == cursor
     assert [p for p in phase2["problems"] if not p.startswith(ALLOWLIST_ADVICE)] == [], phase2
-    after = pg_clean.authorized(P.INTERNAL, min_entries=2)
-    assert len(after) == 2 and all(c.ssl and c.user == "app" for c in after), after
-    assert len(pg_clean.authorized(P.EXTERNAL)) == 2
+    after = pg_clean.authorized(P.INTERNAL, min_entries=3)
+    assert len(after) == 3 and all(c.ssl and c.user == "app" for c in after), after
+    assert len(pg_clean.authorized(P.EXTERNAL)) == 3
 
 
 # --- SQLAlchemy and Django on psycopg2 ----------------------------------------------------------
