@@ -52,15 +52,17 @@ class Recorder(psycopg2.extensions.connection):  # type: ignore[misc]
     """Stands where libpq would connect: records the DSN it was given, then fails."""
 
     dsns: ClassVar[list[str]] = []
+    rest: ClassVar[list[tuple[Any, ...]]] = []
 
     def __init__(self, dsn: str, *args: Any, **kwargs: Any) -> None:
         Recorder.dsns.append(dsn)
+        Recorder.rest.append((args, kwargs))
         raise Recorded("recorded")
 
 
 @pytest.fixture
 def recorded() -> Iterator[list[str]]:
-    Recorder.dsns = []
+    Recorder.dsns, Recorder.rest = [], []
     yield Recorder.dsns
 
 
@@ -477,3 +479,13 @@ def test_plain_psycopg2_fails_verification_and_kubealias_passes(
     trustme.CA().cert_pem.write_to_path(str(other))
     with pytest.raises(psycopg2.OperationalError, match="certificate verify failed"):
         connect(resolver=resolver, **{**kwargs, "sslrootcert": str(other)})
+
+
+def test_connection_class_passes_psycopg2s_async_flag_on(
+    pg_resolver: Resolver, recorded: list[str]
+) -> None:
+    # psycopg2.connect calls the factory as factory(dsn, async) for an async connection.
+    with pytest.raises(Recorded):
+        psycopg2.connect("host=replicas", connection_factory=factory(pg_resolver), async_=True)
+    assert parse_dsn(recorded[0])["hostaddr"] == "127.0.0.21,127.0.0.22"
+    assert Recorder.rest == [((1,), {})]
