@@ -35,7 +35,8 @@ chooses the resolver and calls them, so the sync and async paths cannot drift ap
 
 This module does not import psycopg: a psycopg2-only install imports it too. What depends on
 the binding (parsing a conninfo string, building one, its error classes) comes in as a
-:class:`Binding`; :func:`psycopg3` makes psycopg 3's, importing psycopg only when called.
+:class:`Binding`; :func:`psycopg3` and :func:`psycopg2` make psycopg 3's and psycopg2's,
+importing the binding only when called.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class Binding:
     """What the rules need from one Python binding of libpq.
 
     A seam rather than an import so that this module works with whichever binding is
-    installed (psycopg 3 today; psycopg2's ``parse_dsn``/``make_dsn`` fit the same shape).
+    installed: :func:`psycopg3` and :func:`psycopg2` make the two there are.
     """
 
     parse: Callable[..., dict[str, Any]]
@@ -84,6 +85,9 @@ class Binding:
     """The binding's error for a malformed connection string."""
     operational_error: type[Exception]
     """The binding's error for a failed connection, raised for a failed resolution."""
+    reason: Callable[[Exception], str] = str
+    """libpq's own message (``PQconninfoParse``'s error text) from a ``programming_error``
+    raised by ``parse`` or ``make``; :func:`redact` then takes the quoted tokens out."""
 
 
 @functools.cache
@@ -99,6 +103,39 @@ def psycopg3() -> Binding:
 
     return Binding(
         conninfo_to_dict, make_conninfo, psycopg.ProgrammingError, psycopg.OperationalError
+    )
+
+
+#: What psycopg2 puts before libpq's parse error (psycopg/utils.c, ``psyco_parse_dsn``:
+#: "invalid dsn: %s").
+_PSYCOPG2_PREFIX = "invalid dsn: "
+
+
+@functools.cache
+def psycopg2() -> Binding:
+    """psycopg2's :class:`Binding`: ``psycopg2.extensions.parse_dsn``/``make_dsn``.
+
+    ``make_dsn(dsn, **kwargs)`` has the shape of psycopg's ``make_conninfo`` (the string
+    unchanged, only checked, when no keyword is given; keywords override the string, ``None``
+    dropped, ``database`` spelt ``dbname``); parsing is ``parse_dsn`` of what it makes, so the
+    parameters are the ones psycopg2.connect would hand libpq.
+
+    Raises:
+        ImportError: psycopg2 is not installed.
+    """
+    # Imported here, not at the top of the module: psycopg-only installs import this module.
+    import psycopg2
+    from psycopg2.extensions import make_dsn, parse_dsn
+
+    def parse(conninfo: str, **kwargs: Any) -> dict[str, Any]:
+        params: dict[str, Any] = parse_dsn(make_dsn(conninfo, **kwargs) if kwargs else conninfo)
+        return params
+
+    def reason(exc: Exception) -> str:
+        return str(exc).removeprefix(_PSYCOPG2_PREFIX)
+
+    return Binding(
+        parse, make_dsn, psycopg2.ProgrammingError, psycopg2.OperationalError, reason=reason
     )
 
 
@@ -350,7 +387,7 @@ def parse_error(binding: Binding, exc: Exception) -> Exception:
     """
     if isinstance(exc, UnicodeDecodeError):
         return binding.programming_error(NOT_UTF8)
-    return binding.programming_error(redact(str(exc)))
+    return binding.programming_error(redact(binding.reason(exc)))
 
 
 def parse(binding: Binding, conninfo: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:

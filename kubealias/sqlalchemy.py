@@ -1,4 +1,4 @@
-"""SQLAlchemy: engines on the psycopg dialect reach aliases with ``verify-full`` still verifying.
+"""SQLAlchemy: engines on psycopg 3 or psycopg2 reach aliases with ``verify-full`` still verifying.
 
     from sqlalchemy import create_engine
     from sqlalchemy.ext.asyncio import create_async_engine
@@ -17,10 +17,12 @@
 connection arguments" in the engine documentation). It fires for every new DBAPI connection the
 engine's pool makes, so pooled engines resolve again whenever they open a connection:
 
-* **sync engines** (``postgresql+psycopg``): the keyword arguments SQLAlchemy is about to pass
-  to :func:`psycopg.connect` are rewritten in place with the rules of
-  :class:`kubealias.psycopg.Connection` (``hostaddr`` becomes the addresses, and ``host`` the
-  TLS name under ``sslmode=verify-full`` only, since libpq picks the ``.pgpass`` password by
+* **sync engines** (``postgresql+psycopg``, ``postgresql+psycopg2``, and ``postgresql://``,
+  which is psycopg2 in SQLAlchemy 2.0 and psycopg 3 from 2.1: the engine's dialect decides, not
+  the URL's text): the keyword arguments SQLAlchemy is about to pass to the driver's
+  ``connect`` are rewritten in place with the libpq rules of :class:`kubealias.psycopg.Connection`
+  and :class:`kubealias.psycopg2.Connection` (``hostaddr`` becomes the addresses, and ``host``
+  the TLS name under ``sslmode=verify-full`` only, since libpq picks the ``.pgpass`` password by
   ``host``; an in-cluster Service keeps its name, pinned to the answer's addresses; a host that
   cannot be resolved is left to libpq, which fails over to the next).
 * **async engines** (``create_async_engine``, ``postgresql+psycopg`` or
@@ -35,19 +37,21 @@ engine's pool makes, so pooled engines resolve again whenever they open a connec
   (SQLAlchemy >= 2.0.16); it is not itself a documented name, which is why a test pins it.
 
 Not covered: engines made with ``creator=`` or ``async_creator=`` never fire ``do_connect``
-(SQLAlchemy calls your function instead) — call :func:`kubealias.psycopg.connect` or
-``kubealias.psycopg.AsyncConnection.connect`` in that function. A host that only a
+(SQLAlchemy calls your function instead) — call :func:`kubealias.psycopg.connect`,
+``kubealias.psycopg.AsyncConnection.connect`` or :func:`kubealias.psycopg2.connect` in that
+function. A host that only a
 ``service=`` entry of ``pg_service.conf`` names is read by libpq after the rewrite, so it is not
 rewritten.
 
-A resolution failure is raised as :class:`psycopg.OperationalError` with the
-:class:`kubealias.KubeAliasError` chained; SQLAlchemy wraps it as
-:class:`sqlalchemy.exc.OperationalError` (``.orig`` is psycopg's).
+A resolution failure is raised as the driver's ``OperationalError`` (psycopg's or psycopg2's)
+with the :class:`kubealias.KubeAliasError` chained; SQLAlchemy wraps it as
+:class:`sqlalchemy.exc.OperationalError` (``.orig`` is the driver's).
 """
 
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 try:
@@ -60,12 +64,13 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from . import _libpq
 from ._resolver import Resolver
-from .psycopg import AsyncConnection
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import Dialect
     from sqlalchemy.ext.asyncio import AsyncEngine
     from sqlalchemy.pool import ConnectionPoolEntry
+
+    from .psycopg import AsyncConnection
 
 __all__ = ["install"]
 
@@ -77,9 +82,26 @@ class _Binding(NamedTuple):
 
     resolver: Resolver | None
     """The resolver of the sync path (None: the default one, looked up at each connect)."""
-    async_connection: type[AsyncConnection[Any]]
-    """The connection class of the async path, bound to the same resolver."""
+    async_connection: type[AsyncConnection[Any]] | None
+    """The connection class of the async path, bound to the same resolver (psycopg 3 only)."""
 
+
+def _async_connection(resolver: Resolver | None) -> type[AsyncConnection[Any]]:
+    """psycopg 3's async connection class bound to ``resolver``.
+
+    Imported here, for psycopg 3 engines only: a psycopg2-only install has no psycopg 3.
+    """
+    from .psycopg import AsyncConnection
+
+    return AsyncConnection if resolver is None else AsyncConnection.using(resolver)
+
+
+#: The libpq binding of each sync dialect install() hooks, by ``dialect.driver``: their DBAPI
+#: ``connect`` takes libpq's parameters as keywords, so one rewrite of ``cparams`` serves both.
+_LIBPQ_DRIVERS: dict[str, Callable[[], _libpq.Binding]] = {
+    "psycopg": _libpq.psycopg3,
+    "psycopg2": _libpq.psycopg2,
+}
 
 #: Keyed by dialect because that is what SQLAlchemy hands the listener; an engine's
 #: execution_options() copies share their parent's dialect and pool.
@@ -94,14 +116,14 @@ def install(engine: _E, *, resolver: Resolver | None = None) -> _E:
     Args:
         engine: A :class:`sqlalchemy.engine.Engine` or
             :class:`sqlalchemy.ext.asyncio.AsyncEngine` on the ``postgresql+psycopg`` (or
-            ``postgresql+psycopg_async``) dialect.
+            ``postgresql+psycopg_async``) dialect, or an Engine on ``postgresql+psycopg2``.
         resolver: The resolver to use; None for the default one, looked up at each connect.
 
     Returns:
         ``engine`` itself, for ``engine = install(create_engine(...))``.
 
     Raises:
-        TypeError: ``engine`` is not an engine, or its dialect is not psycopg 3's.
+        TypeError: ``engine`` is not an engine, or its dialect is not psycopg 3's or psycopg2's.
     """
     # AsyncEngine is a proxy: its events are the ones of the Engine it wraps (SQLAlchemy
     # asyncio docs, "Using events with the asyncio extension").
@@ -109,14 +131,16 @@ def install(engine: _E, *, resolver: Resolver | None = None) -> _E:
     if not isinstance(sync_engine, Engine):
         raise TypeError(f"expected a SQLAlchemy Engine or AsyncEngine, not {type(engine).__name__}")
     dialect = sync_engine.dialect
-    if (dialect.name, dialect.driver) != ("postgresql", "psycopg"):
+    # By the dialect, not the URL: postgresql:// is psycopg2 in SQLAlchemy 2.0, psycopg in 2.1.
+    if dialect.name != "postgresql" or dialect.driver not in _LIBPQ_DRIVERS:
         raise TypeError(
-            "kubealias.sqlalchemy supports the psycopg 3 dialect only "
-            f"(postgresql+psycopg), not {dialect.name}+{dialect.driver}; for other drivers "
-            "resolve with kubealias.resolve() and pass host and hostaddr yourself"
+            "kubealias.sqlalchemy supports the psycopg 3 and psycopg2 dialects only "
+            "(postgresql+psycopg, postgresql+psycopg2), not "
+            f"{dialect.name}+{dialect.driver}; for other drivers resolve with "
+            "kubealias.resolve() and pass host and hostaddr yourself"
         )
     _bindings[dialect] = _Binding(
-        resolver, AsyncConnection if resolver is None else AsyncConnection.using(resolver)
+        resolver, _async_connection(resolver) if dialect.driver == "psycopg" else None
     )
     if not event.contains(sync_engine, "do_connect", _do_connect):
         event.listen(sync_engine, "do_connect", _do_connect)
@@ -130,18 +154,22 @@ def _do_connect(
     cparams: dict[str, Any],
 ) -> None:
     """The ``do_connect`` listener: mutate the arguments, never connect (return None)."""
-    binding = _bindings.get(dialect) or _Binding(None, AsyncConnection)
+    binding = _bindings.get(dialect) or _Binding(None, None)
     if dialect.is_async:
-        cparams["async_creator_fn"] = binding.async_connection.connect
+        connection = binding.async_connection or _async_connection(None)
+        cparams["async_creator_fn"] = connection.connect
         return
     # cargs is [] or [""] from the dialect (create_connect_args); another listener may have
-    # put a conninfo string there. Keyword arguments override it in psycopg.connect, so the
-    # rewritten host keys go into cparams and cargs stays as it is.
+    # put a conninfo string there. Keyword arguments override it in the driver's connect, so
+    # the rewritten host keys go into cparams and cargs stays as it is.
     conninfo = cargs[0] if cargs and isinstance(cargs[0], str) else ""
-    psycopg3 = _libpq.psycopg3()
-    # psycopg's parser keeps non-libpq keywords (``context``...) as they are.
-    merged = _libpq.parse(psycopg3, conninfo, cparams) if conninfo else dict(cparams)
-    rewritten = _libpq.resolve_params(psycopg3, merged, binding.resolver, pin=True)
+    libpq = _LIBPQ_DRIVERS[dialect.driver]()
+    # Only the string is parsed: cparams may hold the driver's own keywords (psycopg's
+    # ``context``, psycopg2's ``connection_factory``), which psycopg2's parser refuses. They
+    # override the string, None dropped, as both drivers' connect do.
+    given = {k: v for k, v in cparams.items() if v is not None}
+    merged = {**_libpq.parse(libpq, conninfo, {}), **given} if conninfo else dict(cparams)
+    rewritten = _libpq.resolve_params(libpq, merged, binding.resolver, pin=True)
     for key in _libpq.HOST_KEYS:
         if key in rewritten and rewritten[key] != merged.get(key):
             cparams[key] = rewritten[key]

@@ -18,7 +18,6 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from .. import _libpq
 from .._resolver import Resolver
-from ..psycopg import Connection
 
 __all__ = ["DatabaseWrapper"]
 
@@ -53,8 +52,12 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):  # type: ignore[misc]  # Djan
         """
         options = self.settings_dict.get("OPTIONS") or {}
         pool = options.get("pool")
-        if not pool:
-            return
+        if not pool or not postgresql.is_psycopg3:
+            return  # on psycopg2 Django itself refuses a pool ("requires psycopg >= 3")
+        # Imported here: on psycopg2 (Django's choice when psycopg 3 is not importable),
+        # kubealias.psycopg cannot be imported at all.
+        from ..psycopg import Connection
+
         pool = {} if pool is True else dict(pool)
         chosen = pool.get("connection_class")
         if chosen is None:
@@ -73,14 +76,15 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):  # type: ignore[misc]  # Djan
 
     @async_unsafe  # type: ignore[untyped-decorator]  # Django is untyped
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
-        """Rewrite the psycopg keyword arguments, then connect as Django does.
+        """Rewrite the driver's keyword arguments, then connect as Django does.
 
         The documented backend hook that opens a connection; ``conn_params`` comes from
         :meth:`get_connection_params` (``host``, ``port``... as keyword arguments for
-        :func:`psycopg.connect`).
+        :func:`psycopg.connect`, or :func:`psycopg2.connect` when Django runs on psycopg2).
 
         Raises:
-            psycopg.OperationalError: a host is refused by policy or none can be resolved (the
+            psycopg.OperationalError: (``psycopg2.OperationalError`` on psycopg2) a host is
+                refused by policy or none can be resolved (the
                 :class:`kubealias.KubeAliasError` chained), or the connection failed; Django
                 raises it as ``django.db.OperationalError``.
         """
@@ -88,5 +92,8 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):  # type: ignore[misc]  # Djan
             # The pool ignores conn_params and connects through its connection_class,
             # which resolves on each connect.
             return super().get_new_connection(conn_params)
-        params = _libpq.resolve_params(_libpq.psycopg3(), conn_params, self.resolver, pin=True)
+        # The driver Django chose (psycopg 3 when importable, else psycopg2); only the host
+        # keys change, so psycopg2's cursor_factory and psycopg's context pass through.
+        binding = _libpq.psycopg3() if postgresql.is_psycopg3 else _libpq.psycopg2()
+        params = _libpq.resolve_params(binding, conn_params, self.resolver, pin=True)
         return super().get_new_connection(params)

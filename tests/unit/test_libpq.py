@@ -3,8 +3,9 @@
 The rewrite is a pure function of (parameters, resolutions, environment), so its rules are
 table-driven here as psycopg's ``tests/test_conninfo_attempts.py`` does; the sync and async
 drivers are checked to ask the same hosts and give the same result. The rules are exercised
-through a fake :class:`~kubealias._libpq.Binding`, which is what a psycopg2 layer will plug in.
-``test_psycopg_rewrite.py`` checks the same rules end to end through psycopg and a cluster DNS.
+through a fake :class:`~kubealias._libpq.Binding`, the seam psycopg 3 and psycopg2 plug into.
+``test_psycopg_rewrite.py`` and ``test_psycopg2_rewrite.py`` check the same rules end to end
+through psycopg, psycopg2 and a cluster DNS.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from kubealias._libpq import (
     lookups,
     parse,
     parse_error,
+    psycopg2,
     psycopg3,
     redact,
     resolve_params,
@@ -609,3 +611,45 @@ def test_psycopg3_binding() -> None:
     assert (binding.parse, binding.make) == (conninfo_to_dict, make_conninfo)
     assert binding.programming_error is psycopg.ProgrammingError
     assert binding.operational_error is psycopg.OperationalError
+
+
+def test_psycopg2_binding() -> None:
+    import psycopg2 as pg2
+    from psycopg2.extensions import make_dsn
+
+    binding = psycopg2()
+    assert binding is psycopg2(), "built once"
+    assert binding.make is make_dsn
+    assert binding.programming_error is pg2.ProgrammingError
+    assert binding.operational_error is pg2.OperationalError
+    # make_dsn's keywords: None dropped, ``database`` spelt ``dbname``, values as strings.
+    assert binding.parse("host=orders port=1", port=5432, database="app", user=None) == {
+        "host": "orders",
+        "port": "5432",
+        "dbname": "app",
+    }
+
+
+@pytest.mark.parametrize("binding", [psycopg2, psycopg3], ids=["psycopg2", "psycopg3"])
+@pytest.mark.parametrize(
+    ("conninfo", "want"),
+    [
+        (
+            f"host=database {PASSWORD}",
+            'invalid connection string: missing "=" after "…" in connection info string',
+        ),
+        (
+            f"postgresql://app@database/app?{PASSWORD}=1",
+            'invalid connection string: invalid URI query parameter: "…"',
+        ),
+        (f"postgresql://app:%80{PASSWORD}@database/app", NOT_UTF8),
+    ],
+)
+def test_both_bindings_report_a_malformed_string_alike(
+    binding: Any, conninfo: str, want: str
+) -> None:
+    # psycopg2 puts "invalid dsn: " before libpq's message; the reason is libpq's alone.
+    with pytest.raises(binding().programming_error) as info:
+        parse(binding(), conninfo, {})
+    assert str(info.value) == want
+    assert info.value.__context__ is None and info.value.__cause__ is None

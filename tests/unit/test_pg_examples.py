@@ -70,6 +70,8 @@ def run(script: str, env: dict[str, str], *args: str) -> subprocess.CompletedPro
 
 EXAMPLE_RUNS = [
     pytest.param("psycopg_app.py", [], id="psycopg"),
+    pytest.param("psycopg2_app.py", [], id="psycopg2"),
+    pytest.param("psycopg2_app.py", ["--pool"], id="psycopg2-pool"),
     pytest.param("sqlalchemy_app.py", [], id="sqlalchemy"),
     pytest.param("sqlalchemy_app.py", ["--async"], id="sqlalchemy-async"),
 ]

@@ -133,5 +133,14 @@ def test_hostile_wire_answers_through_the_resolver(targets: list[list[bytes]]) -
 def test_exported_members() -> None:
     # (pytest may add "@py_builtins" and friends when it rewrites the plugin's package)
     public = {n for n in dir(kubealias) if not n.startswith("_") and n.isidentifier()}
-    modules = {"testing", "httpx", "requests", "urllib3", "psycopg", "sqlalchemy", "django"}
+    modules = {
+        "testing",
+        "httpx",
+        "requests",
+        "urllib3",
+        "psycopg",
+        "psycopg2",
+        "sqlalchemy",
+        "django",
+    }
     assert public - modules == set(kubealias.__all__)

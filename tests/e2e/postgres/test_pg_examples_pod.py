@@ -1,4 +1,4 @@
-"""End-to-end: ``examples/psycopg_app.py`` and ``examples/sqlalchemy_app.py`` inside the pod.
+"""End-to-end: ``examples/psycopg_app.py``, ``psycopg2_app.py``, ``sqlalchemy_app.py`` in the pod.
 
 The examples run as a pod would run them: ``python examples/...`` with the article's
 ``DATABASE_*`` variables and libpq's ``PGSSLROOTCERT``, no ``KUBEALIAS_*``. ``psycopg_app.py``
@@ -94,3 +94,30 @@ def test_sqlalchemy_app(pg_clean: PgLab, args: list[str], suffix: str) -> None:
     result = run(pg_clean, [str(EXAMPLES / "sqlalchemy_app.py"), *args], "database")
     assert result.returncode == 0 and UNPINNED_ONLY.fullmatch(result.stderr), result
     assert result.stdout == expected_output(pg_clean, "database", suffix)
+
+
+PSYCOPG2_IMPORT = "import kubealias.psycopg2 as psycopg2  # was: import psycopg2"
+
+
+@pytest.mark.parametrize("args", [[], ["--pool"]], ids=["connect", "pool"])
+@pytest.mark.parametrize("host", [None, "database"], ids=["default-postgres", "database"])
+def test_psycopg2_app(pg_clean: PgLab, host: str | None, args: list[str]) -> None:
+    result = run(pg_clean, [str(EXAMPLES / "psycopg2_app.py"), *args], host)
+    assert result.returncode == 0 and UNPINNED_ONLY.fullmatch(result.stderr), result
+    assert result.stdout == expected_output(pg_clean, host or "postgres")
+    (conn,) = pg_clean.authorized(TARGETS[host or "postgres"][2], min_entries=1)
+    assert conn.ssl
+
+
+def test_psycopg2_app_with_the_import_changed_back_fails(pg_clean: PgLab, tmp_path: Path) -> None:
+    source = (EXAMPLES / "psycopg2_app.py").read_text()
+    assert source.count(PSYCOPG2_IMPORT) == 1
+    unchanged = tmp_path / "psycopg2_app.py"
+    unchanged.write_text(source.replace(PSYCOPG2_IMPORT, "import psycopg2"))
+    result = run(pg_clean, [str(unchanged)], None)
+    assert result.returncode == 1, result
+    assert (
+        f'server certificate for "{L.POSTGRES_TARGET}" does not match host name "postgres"'
+        in result.stderr
+    ), result.stderr
+    assert pg_clean.password not in result.stderr + result.stdout
