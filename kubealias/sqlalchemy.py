@@ -33,6 +33,10 @@ engine's pool makes, so pooled engines resolve again whenever they open a connec
   handed over as ``async_creator_fn``, the argument through which SQLAlchemy's documented
   ``create_async_engine(async_creator=...)`` reaches the psycopg dialect's ``connect()``
   (SQLAlchemy >= 2.0.16); it is not itself a documented name, which is why a test pins it.
+* **asyncpg engines** (``create_async_engine("postgresql+asyncpg://...")``): the same
+  ``async_creator_fn`` (SQLAlchemy's asyncpg dialect awaits it with the URL's arguments, as it
+  would ``asyncpg.connect``) becomes :func:`kubealias.asyncpg.connect`, which resolves with
+  ``aresolve``; a failure is its :class:`ConnectionError`, as SQLAlchemy passes it on.
 
 Not covered: engines made with ``creator=`` or ``async_creator=`` never fire ``do_connect``
 (SQLAlchemy calls your function instead) — call :func:`kubealias.psycopg.connect` or
@@ -47,7 +51,9 @@ A resolution failure is raised as :class:`psycopg.OperationalError` with the
 
 from __future__ import annotations
 
+import functools
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 try:
@@ -109,6 +115,8 @@ def install(engine: _E, *, resolver: Resolver | None = None) -> _E:
     if not isinstance(sync_engine, Engine):
         raise TypeError(f"expected a SQLAlchemy Engine or AsyncEngine, not {type(engine).__name__}")
     dialect = sync_engine.dialect
+    if (dialect.name, dialect.driver) == ("postgresql", "asyncpg"):
+        return _install_asyncpg(engine, sync_engine, resolver)
     if (dialect.name, dialect.driver) != ("postgresql", "psycopg"):
         raise TypeError(
             "kubealias.sqlalchemy supports the psycopg 3 dialect only "
@@ -145,3 +153,38 @@ def _do_connect(
     for key in _libpq.HOST_KEYS:
         if key in rewritten and rewritten[key] != merged.get(key):
             cparams[key] = rewritten[key]
+
+
+# --- postgresql+asyncpg -------------------------------------------------------------------------
+
+#: The connect function of each asyncpg engine (keyed as :data:`_bindings`).
+_asyncpg_connects: weakref.WeakKeyDictionary[Dialect, Callable[..., Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _install_asyncpg(engine: _E, sync_engine: Engine, resolver: Resolver | None) -> _E:
+    """:func:`install` for ``postgresql+asyncpg``: SQLAlchemy's asyncpg dialect awaits
+    ``async_creator_fn`` (default ``asyncpg.connect``) with the URL's arguments; the
+    ``do_connect`` listener hands it :func:`kubealias.asyncpg.connect`, which resolves with
+    ``aresolve`` on the event loop (as for psycopg's async engines, nothing is resolved in the
+    listener itself, which runs synchronously on the loop's thread)."""
+    from . import asyncpg as kubealias_asyncpg  # only engines on asyncpg need asyncpg
+
+    connect = kubealias_asyncpg.connect
+    _asyncpg_connects[sync_engine.dialect] = (
+        connect if resolver is None else functools.partial(connect, resolver=resolver)
+    )
+    if not event.contains(sync_engine, "do_connect", _do_connect_asyncpg):
+        event.listen(sync_engine, "do_connect", _do_connect_asyncpg)
+    return engine
+
+
+def _do_connect_asyncpg(
+    dialect: Dialect,
+    conn_rec: ConnectionPoolEntry,
+    cargs: list[Any],
+    cparams: dict[str, Any],
+) -> None:
+    """The asyncpg engines' ``do_connect`` listener: choose the connect function only."""
+    cparams["async_creator_fn"] = _asyncpg_connects[dialect]

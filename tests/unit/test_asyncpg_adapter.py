@@ -511,3 +511,46 @@ def test_routed_context_over_a_named_context_uses_the_callers():
     assert "127.0.0.1" in repr(routed)
     with pytest.raises(ValueError, match="server-side"):
         routed_context({}, ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
+
+
+# --- SQLAlchemy: postgresql+asyncpg engines ------------------------------------------------------
+
+
+def _engine(url: str, resolver: Resolver, **connect_args: Any) -> Any:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    import kubealias.sqlalchemy
+
+    engine = create_async_engine(url, connect_args={"timeout": 5, **connect_args})
+    return kubealias.sqlalchemy.install(engine, resolver=resolver)
+
+
+async def test_sqlalchemy_asyncpg_engine_verifies_the_tls_name(server, resolver, lookups):
+    from sqlalchemy.exc import DBAPIError
+
+    url = f"postgresql+asyncpg://app:{PASSWORD}@database:{server.port}/app"
+    engine = _engine(url, resolver, ssl=server.client_context())
+    before = len(server.connections)
+    try:
+        with pytest.raises(DBAPIError) as info:  # SQLAlchemy's wrapper of asyncpg's error
+            async with engine.connect():
+                pass
+    finally:
+        await engine.dispose()
+    assert isinstance(info.value.orig.__cause__, AFTER_HANDSHAKE)
+    assert len(server.connections) == before + 1
+    assert server.connections[-1].sni == RDS
+    assert lookups == []
+
+
+async def test_sqlalchemy_asyncpg_engine_unresolvable_alias(server, resolver):
+    url = f"postgresql+asyncpg://app:{PASSWORD}@gone:{server.port}/app"
+    engine = _engine(url, resolver, ssl=True)
+    try:
+        with pytest.raises(ConnectionError) as info:  # passed on by SQLAlchemy, as OSErrors
+            async with engine.connect():
+                pass
+    finally:
+        await engine.dispose()
+    assert isinstance(info.value.__cause__, ResolutionError)
+    assert PASSWORD not in str(info.value)
