@@ -537,7 +537,8 @@ async def test_sqlalchemy_asyncpg_engine_verifies_the_tls_name(server, resolver,
                 pass
     finally:
         await engine.dispose()
-    assert isinstance(info.value.orig.__cause__, AFTER_HANDSHAKE)
+    orig = info.value.orig  # SQLAlchemy's adapted error, asyncpg's chained
+    assert orig is not None and isinstance(orig.__cause__, AFTER_HANDSHAKE)
     assert len(server.connections) == before + 1
     assert server.connections[-1].sni == RDS
     assert lookups == []
