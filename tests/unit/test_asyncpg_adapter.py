@@ -10,8 +10,12 @@ sent (SNI), whether the certificate verified, and where it connected. The real s
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -555,3 +559,27 @@ async def test_sqlalchemy_asyncpg_engine_unresolvable_alias(server, resolver):
         await engine.dispose()
     assert isinstance(info.value.__cause__, ResolutionError)
     assert PASSWORD not in str(info.value)
+
+
+# --- examples/asyncpg_app.py, up to the verified handshake ---------------------------------------
+
+
+def test_example_app_verifies_the_external_name(server, dns):
+    example = Path(__file__).resolve().parents[2] / "examples" / "asyncpg_app.py"
+    env = {
+        **os.environ,
+        **dns.env(),
+        "DATABASE_PORT": str(server.port),
+        "DATABASE_USER": "app",
+        "DATABASE_PASSWORD": PASSWORD,
+        "PGSSLROOTCERT": server.cafile,
+        "HOME": "/nonexistent",
+    }
+    before = len(server.connections)
+    proc = subprocess.run(
+        [sys.executable, str(example)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 1
+    assert "ConnectionDoesNotExistError" in proc.stderr  # after TLS: no PostgreSQL there
+    assert PASSWORD not in proc.stderr
+    assert [c.sni for c in server.connections[before:]] == [RDS]

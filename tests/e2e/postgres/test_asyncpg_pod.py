@@ -12,6 +12,10 @@ TLS server in ``tests/unit/test_asyncpg_adapter.py`` (``test_direct_tls``).
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -117,3 +121,45 @@ def test_pool_follows_externalname_to_clusterip(pod: L.PodLab, pg_clean: PgLab) 
     after = pg_clean.authorized(P.INTERNAL, min_entries=2)
     assert len(after) >= 2 and all(c.ssl and c.user == "app" for c in after), after
     assert len(pg_clean.authorized(P.EXTERNAL)) == len(before)
+
+
+# --- examples/asyncpg_app.py --------------------------------------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "asyncpg_app.py"
+KUBEALIAS_IMPORT = "import kubealias.asyncpg as asyncpg  # was: import asyncpg"
+UNPINNED_ONLY = re.compile(
+    r"\S+:\d+: UnpinnedTargetWarning: kubealias verifies TLS [^\n]*\n(  .*\n)?"
+)
+
+
+def _run_example(lab: PgLab, path: Path) -> subprocess.CompletedProcess[str]:
+    env = {
+        "DATABASE_HOST": "database",
+        "DATABASE_PORT": str(lab.port),
+        "DATABASE_NAME": lab.dbname,
+        "DATABASE_USER": lab.user,
+        "DATABASE_PASSWORD": lab.password,
+        "PGSSLROOTCERT": lab.cafile,
+    }
+    return lab.pod.exec([sys.executable, str(path)], env=env, timeout=60)
+
+
+def test_asyncpg_app(pg_clean: PgLab) -> None:
+    result = _run_example(pg_clean, EXAMPLE)
+    assert result.returncode == 0 and UNPINNED_ONLY.fullmatch(result.stderr), result
+    assert result.stdout == (
+        f"database: connected to {L.DATABASE_IP} port {pg_clean.port}\n"
+        "server external, database app, TLS TLSv1.3\n"
+    )
+    assert pg_clean.authorized(P.EXTERNAL, min_entries=1)
+
+
+def test_asyncpg_app_with_the_import_changed_back_fails(pg_clean: PgLab, tmp_path: Path) -> None:
+    source = EXAMPLE.read_text()
+    assert source.count(KUBEALIAS_IMPORT) == 1
+    unchanged = tmp_path / "asyncpg_app.py"
+    unchanged.write_text(source.replace(KUBEALIAS_IMPORT, "import asyncpg"))
+    result = _run_example(pg_clean, unchanged)
+    assert result.returncode == 1, result
+    assert "certificate is not valid for 'database'" in result.stderr, result.stderr
+    assert pg_clean.password not in result.stderr + result.stdout
