@@ -25,10 +25,12 @@ psycopg):
   asyncpg looks up in ``.pgpass``/``passfile`` is then the one stored for the TLS name (the
   server proved it holds that name), as libpq does under ``verify-full``;
 * under ``disable``, ``allow``, ``prefer`` (asyncpg's default), ``require`` and ``verify-ca``
-  nothing checks the name: the connections use the application's name as SNI (as plain asyncpg
-  does) and the ``.pgpass`` password is the one stored for the application's host, never for a
-  name taken from a DNS answer (docs/design.md, Trust). ``allow``/``prefer`` keep their
-  fallback to a connection without TLS.
+  nothing checks the name: the ``.pgpass`` password is the one stored for the application's
+  host, never for a name taken from a DNS answer (docs/design.md, Trust), and ``require`` and
+  ``verify-ca`` send the application's name as SNI, as plain asyncpg does. ``allow`` and
+  ``prefer`` keep their fallback to a connection without TLS, which needs asyncpg's own handling
+  of the sslmode: asyncpg then connects to the address with its own context, which verifies
+  nothing and sends no SNI for an address.
 
 A Service the cluster DNS answered without a CNAME (ClusterIP) keeps its name for SNI,
 verification and ``.pgpass``, and is connected to the answer's addresses (a second lookup right

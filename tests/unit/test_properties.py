@@ -134,4 +134,5 @@ def test_exported_members() -> None:
     # (pytest may add "@py_builtins" and friends when it rewrites the plugin's package)
     public = {n for n in dir(kubealias) if not n.startswith("_") and n.isidentifier()}
     modules = {"testing", "httpx", "requests", "urllib3", "psycopg", "sqlalchemy", "django"}
+    modules |= {"asyncpg"}
     assert public - modules == set(kubealias.__all__)
