@@ -225,7 +225,9 @@ class _RoutedContext(_NamedContext):
         return server_hostname
 
 
-def routed_context(routes: Mapping[str, str], context: ssl.SSLContext) -> ssl.SSLContext:
+def routed_context(
+    routes: Mapping[str, str], context: ssl.SSLContext, *, reuse: bool = True
+) -> ssl.SSLContext:
     """The caller's ``context`` verifying a name chosen by the host the client connects to.
 
     :func:`tls_context` for clients that take one context for a list of hosts: a connection
@@ -233,13 +235,16 @@ def routed_context(routes: Mapping[str, str], context: ssl.SSLContext) -> ssl.SS
     its host) uses the value as SNI and certificate name; any other host is verified as the
     client gives it. Everything else is ``context``'s, as with :func:`tls_context`.
 
-    The same ``context`` with the same ``routes`` gives the same object (a small cache: a new
-    ``SSLContext`` per connection would cost an OpenSSL context allocation each time).
+    With ``reuse``, the same ``context`` with the same ``routes`` gives the same object (a small
+    cache: a new ``SSLContext`` per connection would cost an OpenSSL context allocation each
+    time).
 
     Args:
         routes: host as the client will pass it -> the name to verify.
         context: The caller's client context (a context from :func:`tls_context` counts as
             the caller's context it wraps).
+        reuse: Take the wrapper from the cache; False for a context made for one connection
+            only, which would merely crowd the cache (and be kept alive by it).
 
     Returns:
         An :class:`ssl.SSLContext` for client connections.
@@ -251,6 +256,8 @@ def routed_context(routes: Mapping[str, str], context: ssl.SSLContext) -> ssl.SS
         context = context.base_context
     if context.protocol == ssl.PROTOCOL_TLS_SERVER:
         raise ValueError("context is a server-side context (PROTOCOL_TLS_SERVER)")
+    if not reuse:
+        return _RoutedContext(context, routes)
     return _routed(context, tuple(sorted(routes.items())))
 
 

@@ -184,18 +184,16 @@ async def test_a_wrong_ca_still_fails(server, resolver, form, tmp_path):
         await kapg.connect(**kwargs)
 
 
-async def test_direct_tls(direct_server, resolver):
-    sni = await _handshake(
-        direct_server,
-        **_kw(
-            direct_server,
-            resolver,
-            host="database",
-            ssl=direct_server.client_context(),
-            direct_tls=True,
-        ),
-    )
-    assert sni == RDS
+@pytest.mark.parametrize("form", ["context", "sslmode"])
+async def test_direct_tls(direct_server, resolver, form):
+    """TLS from the first byte (PostgreSQL 17's sslnegotiation=direct; the lab's PostgreSQL 15
+    has no direct TLS, so this is the test of it)."""
+    kwargs = _kw(direct_server, resolver, host="database", direct_tls=True)
+    if form == "context":
+        kwargs["ssl"] = direct_server.client_context()
+    else:
+        kwargs["dsn"] = f"postgresql:///app?sslmode=verify-full&sslrootcert={direct_server.cafile}"
+    assert await _handshake(direct_server, **kwargs) == RDS
 
 
 # --- sslmodes that verify no name; pass-through; pinning ----------------------------------------
@@ -504,6 +502,14 @@ def test_routed_context_leaves_other_hosts_alone(server):
     with pytest.raises(ssl.SSLCertVerificationError, match="database"):
         ctx.wrap_socket(raw, server_hostname="database")
     raw.close()
+
+
+def test_routed_context_is_reused_for_the_same_context_and_routes():
+    base = ssl.create_default_context()
+    first = routed_context({"127.0.0.1": RDS}, base)
+    assert routed_context({"127.0.0.1": RDS}, base) is first
+    assert routed_context({"127.0.0.1": "other.example.test"}, base) is not first
+    assert routed_context({"127.0.0.1": RDS}, base, reuse=False) is not first
 
 
 def test_routed_context_over_a_named_context_uses_the_callers():
