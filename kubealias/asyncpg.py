@@ -257,16 +257,13 @@ async def connect(
     route = _plan(view, rewritten, verifying)
     if route is None:
         return await asyncpg.connect(dsn, **kwargs)
-    # .pgpass by the names of libpq's rule, read as asyncpg reads it (ssl=False: only the
-    # password is wanted, so no TLS context is built a second time).
-    password = _read(
-        dsn,
-        kwargs,
-        host=route.names,
-        port=route.ports,
-        ssl=False,
-        direct_tls=False,
-    )[1].password
+    password = kwargs.get("password")  # given: asyncpg looks nothing up
+    if password is None:
+        # .pgpass by the names of libpq's rule, read as asyncpg reads it (ssl=False: only
+        # the password is wanted, so no TLS context is built a second time).
+        password = _read(
+            dsn, kwargs, host=route.names, port=route.ports, ssl=False, direct_tls=False
+        )[1].password
     if isinstance(params.ssl, ssl.SSLContext) and params.sslmode not in (
         _SSLMode.allow,
         _SSLMode.prefer,
