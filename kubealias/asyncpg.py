@@ -136,7 +136,7 @@ class _Plan(NamedTuple):
     """address -> the name its connections send as SNI and verify (the TLS context's map)."""
 
 
-def _libpq_view(addrs: Sequence[str | tuple[str, int]], verifying: bool) -> dict[str, str]:
+def _libpq_view(addrs: Sequence[str | tuple[str, int]], verifying: bool) -> dict[str, str] | None:
     """asyncpg's address list as libpq parameters, so that ``_libpq``'s host rule applies.
 
     Args:
@@ -144,9 +144,13 @@ def _libpq_view(addrs: Sequence[str | tuple[str, int]], verifying: bool) -> dict
         verifying: Whether the TLS context checks host names (libpq's ``verify-full``).
 
     Returns:
-        ``host``, ``port`` (comma-separated, one entry per address) and ``sslmode``.
+        ``host``, ``port`` (comma-separated, one entry per address) and ``sslmode``; None when
+        a host holds a comma (asyncpg splits only a DSN's host list, so ``host="a,b"`` is one
+        host to asyncpg, which no host name is: it gets the caller's arguments unchanged).
     """
     hosts = [a if isinstance(a, str) else a[0] for a in addrs]
+    if any("," in host for host in hosts):
+        return None
     ports = ["" if isinstance(a, str) else str(a[1]) for a in addrs]
     return {
         "host": ",".join(hosts),
@@ -253,8 +257,10 @@ async def connect(
     addrs, params = _read(dsn, kwargs, password=_no_password)
     verifying = _verifying(params)
     view = _libpq_view(addrs, verifying)
-    rewritten = await _libpq.aresolve_params(_BINDING, view, resolver, {}, pin=True)
-    route = _plan(view, rewritten, verifying)
+    route = None
+    if view is not None:
+        rewritten = await _libpq.aresolve_params(_BINDING, view, resolver, {}, pin=True)
+        route = _plan(view, rewritten, verifying)
     if route is None:
         return await asyncpg.connect(dsn, **kwargs)
     password = kwargs.get("password")  # given: asyncpg looks nothing up

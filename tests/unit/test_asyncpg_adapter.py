@@ -245,6 +245,17 @@ async def test_names_that_are_not_cluster_names_pass_through(
     assert len(dns.queries) == before  # and kubealias asked nothing
 
 
+async def test_a_keyword_host_with_a_comma_is_one_host_to_asyncpg(
+    server, dns, resolver, monkeypatch
+):
+    # asyncpg splits only a DSN's host list: host="a,b" is one (impossible) name to it.
+    unknown_to_getaddrinfo(monkeypatch, "127.0.0.1,database")  # no query leaves the machine
+    before = len(dns.queries)
+    with pytest.raises(socket.gaierror):
+        await kapg.connect(**_kw(server, resolver, host="127.0.0.1,database", ssl=True))
+    assert len(dns.queries) == before
+
+
 async def test_failover_across_the_answers_addresses(server, resolver):
     # replicas: 127.0.0.2 (nothing listens there) then 127.0.0.1.
     ctx = server.client_context()
@@ -255,7 +266,7 @@ async def test_failover_across_the_answers_addresses(server, resolver):
 async def test_host_list_fails_over_and_keeps_each_hosts_name(server, resolver, lookups):
     # 127.0.0.3 refuses (nothing listens there) and is verified as itself; then `database`.
     sni = await _handshake(
-        server, **_kw(server, resolver, host="127.0.0.3,database", ssl=server.client_context())
+        server, **_kw(server, resolver, host=["127.0.0.3", "database"], ssl=server.client_context())
     )
     assert sni == RDS
     assert lookups == []
@@ -459,6 +470,7 @@ def test_asyncpgs_reader_has_the_parameters_used(server):
 )
 def test_plan(addrs, verifying, outcome, want):
     view = kapg._libpq_view(addrs, verifying)
+    assert view is not None
     rewritten = {**view, **outcome}
     assert kapg._plan(view, rewritten, verifying) == want
 
