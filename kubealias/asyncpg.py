@@ -151,7 +151,9 @@ def _libpq_view(addrs: Sequence[str | tuple[str, int]], verifying: bool) -> dict
     hosts = [a if isinstance(a, str) else a[0] for a in addrs]
     if any("," in host for host in hosts):
         return None
-    ports = ["" if isinstance(a, str) else str(a[1]) for a in addrs]
+    # A Unix socket's port is the end of its path (asyncpg: <dir>/.s.PGSQL.<port>); it counts
+    # for .pgpass.
+    ports = [a.rpartition(".")[2] if isinstance(a, str) else str(a[1]) for a in addrs]
     return {
         "host": ",".join(hosts),
         "port": ",".join(ports),
@@ -187,7 +189,7 @@ def _plan(view: Mapping[str, str], rewritten: Mapping[str, str], verifying: bool
     for name, addr, port in zip(names, addrs, ports, strict=True):
         target = addr or name
         hosts.append(target)
-        if not port:  # a Unix socket: its path already ends in .s.PGSQL.<port>
+        if target.startswith("/"):  # a Unix socket (asyncpg's test): never verified
             continue
         seen = routes.setdefault(target, name)
         if seen != name and verifying:
@@ -196,7 +198,7 @@ def _plan(view: Mapping[str, str], rewritten: Mapping[str, str], verifying: bool
                 "context for the whole host list; connect to these hosts separately"
             )
     routes = {target: name for target, name in routes.items() if target != name}
-    return _Plan(hosts, [int(p) if p else 5432 for p in ports], names, routes)
+    return _Plan(hosts, [int(p) if p.isdigit() else 5432 for p in ports], names, routes)
 
 
 # --- connecting ---------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from asyncpg import connect_utils
 
 import kubealias
 import kubealias.asyncpg as kapg
-from kubealias import PolicyError, ResolutionError, Resolver
+from kubealias import PolicyError, Resolution, ResolutionError, Resolver, _libpq
 from kubealias._tls import routed_context
 from kubealias.testing import ClusterDNS, TLSServer
 
@@ -438,41 +438,79 @@ def test_asyncpgs_reader_has_the_parameters_used(server):
     assert isinstance(params.ssl, ssl.SSLContext) and not params.ssl.check_hostname
 
 
+SOCKET = "/run/postgresql/.s.PGSQL.5433"
+DB = Resolution(
+    "database", "database.production.svc.cluster.local", (), RDS, ("127.0.0.10", "::1"), True
+)
+ORDERS = Resolution(
+    "orders", "orders.production.svc.cluster.local", (), "orders", ("127.0.0.40",), False
+)
+
+
 @pytest.mark.parametrize(
-    ("addrs", "verifying", "outcome", "want"),
+    ("addrs", "verifying", "outcomes", "want"),
     [
-        # nothing to do: no plan
-        ([("127.0.0.1", 5432)], True, {}, None),
-        # an alias, verifying: the TLS name for its address
+        # nothing to look up: no plan (asyncpg gets the caller's arguments)
+        ([("127.0.0.1", 5432), SOCKET], True, {}, None),
+        # an alias, verifying: the TLS name for each of its addresses, in order
         (
-            [("database", 5432)],
+            [("database", 6432)],
             True,
-            {"host": RDS, "hostaddr": "127.0.0.10", "port": "5432"},
-            kapg._Plan(["127.0.0.10"], [5432], [RDS], {"127.0.0.10": RDS}),
-        ),
-        # not verifying: the application's name
-        (
-            [("database", 5432), ("/run/postgresql/.s.PGSQL.5432")],
-            False,
-            {
-                "host": "database,/run/postgresql/.s.PGSQL.5432",
-                "hostaddr": "127.0.0.10,",
-                "port": "5432,",
-            },
+            {"database": DB},
             kapg._Plan(
-                ["127.0.0.10", "/run/postgresql/.s.PGSQL.5432"],
-                [5432, 5432],
-                ["database", "/run/postgresql/.s.PGSQL.5432"],
-                {"127.0.0.10": "database"},
+                ["127.0.0.10", "::1"], [6432, 6432], [RDS, RDS], {"127.0.0.10": RDS, "::1": RDS}
+            ),
+        ),
+        # not verifying: the application's name; a socket keeps its place and its port
+        (
+            [SOCKET, ("database", 6432)],
+            False,
+            {"database": DB},
+            kapg._Plan(
+                [SOCKET, "127.0.0.10", "::1"],
+                [5433, 6432, 6432],
+                [SOCKET, "database", "database"],
+                {"127.0.0.10": "database", "::1": "database"},
+            ),
+        ),
+        # a ClusterIP Service: its own name, pinned to the answer's address
+        (
+            [("orders", 5432)],
+            True,
+            {"orders": ORDERS},
+            kapg._Plan(["127.0.0.40"], [5432], ["orders"], {"127.0.0.40": "orders"}),
+        ),
+        # a host kubealias could not resolve goes to asyncpg as given
+        (
+            [("gone", 5432), ("database", 5432)],
+            True,
+            {"gone": ResolutionError("timed out", name="gone"), "database": DB},
+            kapg._Plan(
+                ["gone", "127.0.0.10", "::1"],
+                [5432, 5432, 5432],
+                ["gone", RDS, RDS],
+                {"127.0.0.10": RDS, "::1": RDS},
             ),
         ),
     ],
 )
-def test_plan(addrs, verifying, outcome, want):
+def test_plan(addrs, verifying, outcomes, want):
     view = kapg._libpq_view(addrs, verifying)
     assert view is not None
-    rewritten = {**view, **outcome}
+    rewritten = _libpq.rewrite(view, outcomes, {}, pin=True)
     assert kapg._plan(view, rewritten, verifying) == want
+
+
+def test_plan_one_address_two_names_only_matters_while_verifying():
+    view = kapg._libpq_view([("database", 5432), ("127.0.0.10", 5432)], True)
+    assert view is not None
+    rewritten = _libpq.rewrite(view, {"database": DB}, {}, pin=True)
+    with pytest.raises(ConnectionError, match="both"):
+        kapg._plan(view, rewritten, True)
+    plain = kapg._libpq_view([("database", 5432), ("127.0.0.10", 5432)], False)
+    assert plain is not None
+    plan = kapg._plan(plain, _libpq.rewrite(plain, {"database": DB}, {}, pin=True), False)
+    assert plan is not None and plan.routes["127.0.0.10"] == "database"
 
 
 # --- the routed context --------------------------------------------------------------------------
