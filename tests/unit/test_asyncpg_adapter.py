@@ -284,6 +284,25 @@ async def test_unresolvable_alias_is_a_connection_error_with_the_cause(server, r
     assert PASSWORD not in str(info.value) and PASSWORD not in repr(info.value.__cause__)
 
 
+async def test_dns_outage_fails_within_the_resolver_timeout(server, dns):
+    dns.fault(None, "drop")  # the cluster DNS answers nothing
+    resolver = dns.resolver(timeout=0.5)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(ConnectionError) as info:
+        await kapg.connect(**_kw(server, resolver, host="database", ssl=True))
+    assert loop.time() - started < 2.0
+    assert isinstance(info.value.__cause__, ResolutionError)
+
+
+async def test_pghost_and_pgport_from_the_environment(server, resolver, monkeypatch):
+    monkeypatch.setenv("PGHOST", "database")
+    monkeypatch.setenv("PGPORT", str(server.port))
+    kwargs = _kw(server, resolver, ssl=server.client_context())
+    kwargs.pop("port")
+    assert await _handshake(server, **kwargs) == RDS
+
+
 async def test_password_in_the_dsn_never_in_the_error(server, resolver):
     query = f"sslmode=verify-full&sslrootcert={server.cafile}"
     dsn = f"postgresql://app:{PASSWORD}@gone:{server.port}/app?{query}"
