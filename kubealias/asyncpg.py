@@ -186,7 +186,7 @@ def _plan(view: Mapping[str, str], rewritten: Mapping[str, str], verifying: bool
     ports = rewritten["port"].split(",")
     hosts: list[str] = []
     routes: dict[str, str] = {}
-    for name, addr, port in zip(names, addrs, ports, strict=True):
+    for name, addr in zip(names, addrs, strict=True):
         target = addr or name
         hosts.append(target)
         if target.startswith("/"):  # a Unix socket (asyncpg's test): never verified
@@ -254,8 +254,8 @@ async def connect(
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
-    # The password is not read here (a callable is never called while reading): only the
-    # second reading below, by the names that will be verified, looks it up.
+    # No password is looked up here (a callable is never called while reading): .pgpass is
+    # read below, by the names libpq's rule gives, when no password is given.
     addrs, params = _read(dsn, kwargs, password=_no_password)
     verifying = _verifying(params)
     view = _libpq_view(addrs, verifying)
