@@ -11,6 +11,7 @@ The rows follow the list of issue 5 ("Benchmarks"); each shows its target and wh
 ``pg``                5     psycopg connect and pool checkout (pod, PostgreSQL 15)
 ``concurrency``       6     64 threads / 64 tasks on one cold name, queries at BIND (pod)
 ``memory``            7     10,000 cached names: RSS growth and warm lookup time (in-process DNS)
+``asyncpg``           9     asyncpg connect through kubealias vs plain asyncpg (pod, PostgreSQL 15)
 ====================  ====  ===================================================================
 
 ``--only`` may be given several times; without it everything runs. ``--quick`` is a smoke run
@@ -37,7 +38,7 @@ from typing import Any
 
 from bench import _table
 
-CHOICES = ("resolve", "cold", "http", "pg", "concurrency", "memory")
+CHOICES = ("resolve", "cold", "http", "pg", "concurrency", "memory", "asyncpg")
 
 
 def _pod_rows(parts: list[str], quick: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         raw[label] = got_data
         print(f"[bench] {label}: {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
 
-    from bench import _pod, http_bench, memory_bench, pg_bench, resolve_bench
+    from bench import _pod, asyncpg_bench, http_bench, memory_bench, pg_bench, resolve_bench
 
     if "resolve" in chosen:
         attempt("resolve", lambda: resolve_bench.run(quick=args.quick))
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 "in-process server used instead"
             )
             attempt("in-process query counts", resolve_bench.fallback_run)
-    for label, module in (("http", http_bench), ("pg", pg_bench)):
+    for label, module in (("http", http_bench), ("pg", pg_bench), ("asyncpg", asyncpg_bench)):
         if label in chosen:
             reason = module.unavailable()
             if reason is None:

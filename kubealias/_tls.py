@@ -30,8 +30,10 @@ the ALPN list, so a copy would silently drop them.
 
 from __future__ import annotations
 
+import functools
 import ssl
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 from ._models import Resolution
 
@@ -118,13 +120,13 @@ class _NamedContext(ssl.SSLContext):
             ValueError: ``server_side=True``: a TLS name is a client's notion.
         """
         _client_only(server_side)
-        base, tls_name = self._parts()
+        base = self._parts()[0]
         return base.wrap_socket(
             sock,
             server_side=False,
             do_handshake_on_connect=do_handshake_on_connect,
             suppress_ragged_eofs=suppress_ragged_eofs,
-            server_hostname=tls_name,
+            server_hostname=type(self)._name_for(self, server_hostname),
             session=session,
         )
 
@@ -142,10 +144,16 @@ class _NamedContext(ssl.SSLContext):
             ValueError: ``server_side=True``: a TLS name is a client's notion.
         """
         _client_only(server_side)
-        base, tls_name = self._parts()
+        base = self._parts()[0]
+        name = type(self)._name_for(self, server_hostname)
         return base.wrap_bio(
-            incoming, outgoing, server_side=False, server_hostname=tls_name, session=session
+            incoming, outgoing, server_side=False, server_hostname=name, session=session
         )
+
+    def _name_for(self, server_hostname: str | bytes | None) -> str | bytes | None:
+        # Called through the class (type(self)._name_for): instance attribute reads go to the
+        # caller's context (__getattribute__).
+        return self._parts()[1]
 
     # The two C methods under wrap_socket/wrap_bio. ssl.SSLSocket._create and
     # ssl.SSLObject._create call them on whatever context they are given, so code that builds
@@ -158,8 +166,9 @@ class _NamedContext(ssl.SSLContext):
         self, sock: Any, server_side: bool, server_hostname: Any = None, **kwargs: Any
     ) -> Any:
         _client_only(server_side)
-        base, tls_name = self._parts()
-        return base._wrap_socket(sock, False, tls_name, **kwargs)  # type: ignore[attr-defined]
+        base = self._parts()[0]
+        name = type(self)._name_for(self, server_hostname)
+        return base._wrap_socket(sock, False, name, **kwargs)  # type: ignore[attr-defined]
 
     def _wrap_bio(
         self,
@@ -170,9 +179,10 @@ class _NamedContext(ssl.SSLContext):
         **kwargs: Any,
     ) -> Any:
         _client_only(server_side)
-        base, tls_name = self._parts()
+        base = self._parts()[0]
+        name = type(self)._name_for(self, server_hostname)
         return base._wrap_bio(  # type: ignore[attr-defined]
-            incoming, outgoing, False, tls_name, **kwargs
+            incoming, outgoing, False, name, **kwargs
         )
 
 
@@ -245,3 +255,81 @@ def tls_context(
     if context.protocol == ssl.PROTOCOL_TLS_SERVER:
         raise ValueError("context is a server-side context (PROTOCOL_TLS_SERVER)")
     return _NamedContext(context, name)
+
+
+class _RoutedContext(_NamedContext):
+    """A :class:`_NamedContext` whose TLS name depends on the host the client connects to.
+
+    For a client that takes one context for a whole host list and passes each host as
+    ``server_hostname`` (asyncpg): each host in ``routes`` (an address kubealias handed the
+    client) gets its name; any other host keeps the ``server_hostname`` the client passes.
+    """
+
+    _kubealias_routes: dict[str, str]
+
+    def __new__(cls, base: ssl.SSLContext, routes: Mapping[str, str]) -> _RoutedContext:
+        return cast(_RoutedContext, super().__new__(cls, base, ""))
+
+    def __init__(self, base: ssl.SSLContext, routes: Mapping[str, str]) -> None:
+        super().__init__(base, "")
+        object.__setattr__(self, "_kubealias_routes", dict(routes))
+
+    @property
+    def tls_name(self) -> str:
+        """No single name: it depends on the host (``routes``); always ``""``."""
+        return ""
+
+    def __repr__(self) -> str:
+        routes = object.__getattribute__(self, "_kubealias_routes")
+        return f"<kubealias TLS-name context {routes!r} over {self.base_context!r}>"
+
+    def _name_for(self, server_hostname: str | bytes | None) -> str | bytes | None:
+        routes: dict[str, str] = object.__getattribute__(self, "_kubealias_routes")
+        if isinstance(server_hostname, str):
+            return routes.get(server_hostname, server_hostname)
+        return server_hostname
+
+
+def routed_context(
+    routes: Mapping[str, str], context: ssl.SSLContext, *, reuse: bool = True
+) -> ssl.SSLContext:
+    """The caller's ``context`` verifying a name chosen by the host the client connects to.
+
+    :func:`tls_context` for clients that take one context for a list of hosts: a connection
+    whose ``server_hostname`` is a key of ``routes`` (an address kubealias gave the client as
+    its host) uses the value as SNI and certificate name; any other host is verified as the
+    client gives it. Everything else is ``context``'s, as with :func:`tls_context`.
+
+    With ``reuse``, the same ``context`` with the same ``routes`` gives the same object (a small
+    cache: a new ``SSLContext`` per connection would cost an OpenSSL context allocation each
+    time).
+
+    Args:
+        routes: host as the client will pass it -> the name to verify.
+        context: The caller's client context (a context from :func:`tls_context` counts as
+            the caller's context it wraps).
+        reuse: Take the wrapper from the cache; False for a context made for one connection
+            only, which would merely crowd the cache (and be kept alive by it).
+
+    Returns:
+        An :class:`ssl.SSLContext` for client connections.
+
+    Raises:
+        ValueError: ``context`` is a server-side context.
+    """
+    if isinstance(context, _NamedContext):
+        context = context.base_context
+    if context.protocol == ssl.PROTOCOL_TLS_SERVER:
+        raise ValueError("context is a server-side context (PROTOCOL_TLS_SERVER)")
+    if not reuse:
+        return _RoutedContext(context, routes)
+    return _routed(context, tuple(sorted(routes.items())))
+
+
+# Every SSLContext allocates an OpenSSL SSL_CTX (about 0.4 ms with OpenSSL 3), which would be
+# the largest part of a client's connect overhead; the same caller's context with the same
+# routes (an application reusing its context for one database) gets the same wrapper, which
+# holds no state of its own. Bounded: each entry keeps its caller's context alive.
+@functools.lru_cache(maxsize=32)
+def _routed(context: ssl.SSLContext, routes: tuple[tuple[str, str], ...]) -> _RoutedContext:
+    return _RoutedContext(context, dict(routes))

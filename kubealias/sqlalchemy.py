@@ -35,6 +35,10 @@ engine's pool makes, so pooled engines resolve again whenever they open a connec
   handed over as ``async_creator_fn``, the argument through which SQLAlchemy's documented
   ``create_async_engine(async_creator=...)`` reaches the psycopg dialect's ``connect()``
   (SQLAlchemy >= 2.0.16); it is not itself a documented name, which is why a test pins it.
+* **asyncpg engines** (``create_async_engine("postgresql+asyncpg://...")``): the same
+  ``async_creator_fn`` (SQLAlchemy's asyncpg dialect awaits it with the URL's arguments, as it
+  would ``asyncpg.connect``) becomes :func:`kubealias.asyncpg.connect`, which resolves with
+  ``aresolve``; a failure is its :class:`ConnectionError`, as SQLAlchemy passes it on.
 
 Not covered: engines made with ``creator=`` or ``async_creator=`` never fire ``do_connect``
 (SQLAlchemy calls your function instead) — call :func:`kubealias.psycopg.connect`,
@@ -50,6 +54,7 @@ with the :class:`kubealias.KubeAliasError` chained; SQLAlchemy wraps it as
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -131,11 +136,13 @@ def install(engine: _E, *, resolver: Resolver | None = None) -> _E:
     if not isinstance(sync_engine, Engine):
         raise TypeError(f"expected a SQLAlchemy Engine or AsyncEngine, not {type(engine).__name__}")
     dialect = sync_engine.dialect
+    if (dialect.name, dialect.driver) == ("postgresql", "asyncpg"):
+        return _install_asyncpg(engine, sync_engine, resolver)
     # By the dialect, not the URL: postgresql:// is psycopg2 in SQLAlchemy 2.0, psycopg in 2.1.
     if dialect.name != "postgresql" or dialect.driver not in _LIBPQ_DRIVERS:
         raise TypeError(
-            "kubealias.sqlalchemy supports the psycopg 3 and psycopg2 dialects only "
-            "(postgresql+psycopg, postgresql+psycopg2), not "
+            "kubealias.sqlalchemy supports the psycopg 3, psycopg2 and asyncpg dialects only "
+            "(postgresql+psycopg, postgresql+psycopg2, postgresql+asyncpg), not "
             f"{dialect.name}+{dialect.driver}; for other drivers resolve with "
             "kubealias.resolve() and pass host and hostaddr yourself"
         )
@@ -173,3 +180,38 @@ def _do_connect(
     for key in _libpq.HOST_KEYS:
         if key in rewritten and rewritten[key] != merged.get(key):
             cparams[key] = rewritten[key]
+
+
+# --- postgresql+asyncpg -------------------------------------------------------------------------
+
+#: The connect function of each asyncpg engine (keyed as :data:`_bindings`).
+_asyncpg_connects: weakref.WeakKeyDictionary[Dialect, Callable[..., Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _install_asyncpg(engine: _E, sync_engine: Engine, resolver: Resolver | None) -> _E:
+    """:func:`install` for ``postgresql+asyncpg``: SQLAlchemy's asyncpg dialect awaits
+    ``async_creator_fn`` (default ``asyncpg.connect``) with the URL's arguments; the
+    ``do_connect`` listener hands it :func:`kubealias.asyncpg.connect`, which resolves with
+    ``aresolve`` on the event loop (as for psycopg's async engines, nothing is resolved in the
+    listener itself, which runs synchronously on the loop's thread)."""
+    from . import asyncpg as kubealias_asyncpg  # only engines on asyncpg need asyncpg
+
+    connect = kubealias_asyncpg.connect
+    _asyncpg_connects[sync_engine.dialect] = (
+        connect if resolver is None else functools.partial(connect, resolver=resolver)
+    )
+    if not event.contains(sync_engine, "do_connect", _do_connect_asyncpg):
+        event.listen(sync_engine, "do_connect", _do_connect_asyncpg)
+    return engine
+
+
+def _do_connect_asyncpg(
+    dialect: Dialect,
+    conn_rec: ConnectionPoolEntry,
+    cargs: list[Any],
+    cparams: dict[str, Any],
+) -> None:
+    """The asyncpg engines' ``do_connect`` listener: choose the connect function only."""
+    cparams["async_creator_fn"] = _asyncpg_connects[dialect]

@@ -142,5 +142,6 @@ def test_exported_members() -> None:
         "psycopg2",
         "sqlalchemy",
         "django",
+        "asyncpg",
     }
     assert public - modules == set(kubealias.__all__)

@@ -259,7 +259,7 @@ def test_sync_engine_fails_over_past_an_unresolvable_host(
 
 def test_other_dialects_are_a_type_error() -> None:
     engine = create_engine("sqlite://")
-    with pytest.raises(TypeError, match=r"psycopg2 dialects only .*not sqlite\+pysqlite"):
+    with pytest.raises(TypeError, match=r"asyncpg dialects only .*not sqlite\+pysqlite"):
         install(engine)
     assert len(list(engine.dialect.dispatch.do_connect)) == 0
     engine.dispose()
