@@ -121,14 +121,17 @@ def install(engine: _E, *, resolver: Resolver | None = None) -> _E:
     Args:
         engine: A :class:`sqlalchemy.engine.Engine` or
             :class:`sqlalchemy.ext.asyncio.AsyncEngine` on the ``postgresql+psycopg`` (or
-            ``postgresql+psycopg_async``) dialect, or an Engine on ``postgresql+psycopg2``.
+            ``postgresql+psycopg_async``) dialect, an Engine on ``postgresql+psycopg2``
+            (``postgresql://`` where SQLAlchemy means psycopg2 by it), or an AsyncEngine on
+            ``postgresql+asyncpg``.
         resolver: The resolver to use; None for the default one, looked up at each connect.
 
     Returns:
         ``engine`` itself, for ``engine = install(create_engine(...))``.
 
     Raises:
-        TypeError: ``engine`` is not an engine, or its dialect is not psycopg 3's or psycopg2's.
+        TypeError: ``engine`` is not an engine, or its dialect is not psycopg 3's, psycopg2's
+            or asyncpg's.
     """
     # AsyncEngine is a proxy: its events are the ones of the Engine it wraps (SQLAlchemy
     # asyncio docs, "Using events with the asyncio extension").
